@@ -1,0 +1,80 @@
+//! The admin listener: liveness (`/healthz`), readiness (`/ready`, once a generation is
+//! loaded) and the generation in force (`/config`).
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::live::LiveConfig;
+
+pub struct AdminApp {
+    live: Arc<LiveConfig>,
+}
+
+impl AdminApp {
+    pub fn new(live: Arc<LiveConfig>) -> Self {
+        AdminApp { live }
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        let rt = self.live.current();
+        let loaded_at_ms = rt
+            .info
+            .loaded_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let status = self.live.status();
+        let gw = rt.gateway();
+        json!({
+            "generation": rt.info.number,
+            "digest": rt.info.digest,
+            "loaded_at_unix_ms": loaded_at_ms,
+            "files": rt.info.files,
+            "gateway": gw.id.to_string(),
+            "zone": gw.zone,
+            "ports": rt.ports().iter().map(|p| json!({
+                "port": p.port,
+                "https": p.https,
+                "rules": rt.port_config(p).routes.rule_count(),
+            })).collect::<Vec<_>>(),
+            "backends": rt.config.backends.len(),
+            "last_error": status.last_error,
+            "rejected": status.rejected,
+        })
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = r.body().len().to_string().parse() {
+        r.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+    r
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            // A LiveConfig exists only once a generation compiled, so the gateway is ready.
+            "/ready" => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
+            "/config" => {
+                let body = serde_json::to_vec_pretty(&self.config_json()).unwrap_or_default();
+                reply(StatusCode::OK, "application/json", body)
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        }
+    }
+}

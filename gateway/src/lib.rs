@@ -1,0 +1,24 @@
+//! Switchyard's data plane on Pingora.
+//!
+//! Start at [`server::serve`]: it loads the route files, compiles the first generation into a
+//! [`runtime::Runtime`], binds the listeners and runs [`proxy::Gateway`], the request pipeline.
+//! [`live::LiveConfig`] holds the generation in force behind one atomic pointer; the watcher in
+//! [`watch`] swaps in each new valid generation. Per-endpoint state lives in [`state`] and
+//! survives every swap.
+
+pub mod admin;
+pub mod balance;
+pub mod filters;
+pub mod live;
+pub mod mirror;
+pub mod proxy;
+pub mod request;
+pub mod respond;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod upstream;
+pub mod watch;
+
+pub use server::{serve, GatewayOptions, ServeError};

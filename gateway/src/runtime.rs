@@ -1,0 +1,183 @@
+//! The gateway's compiled view of one generation: the chosen Gateway's ports with their route
+//! tables and certificates, and a balancer plus prepared peers for every backend. Built once
+//! per generation, immutable afterwards, shared by every request through `Arc`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use pingora::upstreams::peer::HttpPeer;
+use switchyard_config::{
+    Backend, GatewayConfig, Generation, HashKey, LbAlgorithm, ListenerProtocol, ObjRef, PortConfig,
+};
+use thiserror::Error;
+
+use crate::balance::{slots, Balancer};
+use crate::state::StateRegistry;
+use crate::tls::{load_certified_key, SniCertificates, TlsError};
+
+#[derive(Debug, Error)]
+pub enum CompileError {
+    #[error("{0}")]
+    NoGateway(String),
+    #[error("listener certificate {certificate}: {source}")]
+    Certificate {
+        certificate: ObjRef,
+        source: TlsError,
+    },
+    #[error("Backend {backend}: {source}")]
+    UpstreamTls { backend: ObjRef, source: TlsError },
+}
+
+/// Identity and provenance of a generation, as `/config` reports it.
+#[derive(Debug, Clone)]
+pub struct GenerationInfo {
+    pub number: u64,
+    pub digest: String,
+    pub loaded_at: SystemTime,
+    pub files: Vec<String>,
+}
+
+/// One listening port of the gateway.
+#[derive(Debug)]
+pub struct PortRuntime {
+    pub port: u16,
+    pub https: bool,
+    /// Index into the Gateway's `ports`.
+    index: usize,
+    pub certificates: Option<SniCertificates>,
+}
+
+/// A backend ready for requests.
+#[derive(Debug)]
+pub struct BackendRuntime {
+    pub id: ObjRef,
+    pub balancer: Balancer,
+    /// Prepared peers, aligned with `balancer.endpoints`.
+    pub peers: Vec<HttpPeer>,
+    pub hash_key: Option<HashKey>,
+}
+
+/// The compiled generation.
+#[derive(Debug)]
+pub struct Runtime {
+    pub info: GenerationInfo,
+    pub config: Arc<Generation>,
+    gateway_index: usize,
+    ports: Vec<PortRuntime>,
+    /// Keyed by the address of the config's `Arc<Backend>`, which lives as long as `config`.
+    backends: HashMap<usize, Arc<BackendRuntime>>,
+}
+
+fn backend_key(b: &Arc<Backend>) -> usize {
+    Arc::as_ptr(b) as usize
+}
+
+impl Runtime {
+    /// Compiles `config` for the Gateway named `gateway` (or the only one).
+    pub fn compile(
+        config: Arc<Generation>,
+        gateway: Option<&str>,
+        number: u64,
+        registry: &StateRegistry,
+    ) -> Result<Runtime, CompileError> {
+        let gw = config.gateway(gateway).map_err(CompileError::NoGateway)?;
+        let gateway_index = config
+            .gateways
+            .iter()
+            .position(|g| g.id == gw.id)
+            .unwrap_or_default();
+        let mut ports = Vec::with_capacity(gw.ports.len());
+        for (index, p) in gw.ports.iter().enumerate() {
+            ports.push(PortRuntime {
+                port: p.port,
+                https: matches!(p.protocol, ListenerProtocol::Https),
+                index,
+                certificates: port_certificates(p)?,
+            });
+        }
+        let mut backends = HashMap::with_capacity(config.backends.len());
+        for b in config.backends.values() {
+            let rt = compile_backend(b, registry)?;
+            backends.insert(backend_key(b), Arc::new(rt));
+        }
+        let info = GenerationInfo {
+            number,
+            digest: config.digest.clone(),
+            loaded_at: SystemTime::now(),
+            files: config.files.clone(),
+        };
+        Ok(Runtime {
+            info,
+            gateway_index,
+            ports,
+            backends,
+            config,
+        })
+    }
+
+    pub fn gateway(&self) -> &GatewayConfig {
+        &self.config.gateways[self.gateway_index]
+    }
+
+    /// The port runtime for a local port, if this generation listens there.
+    pub fn port(&self, port: u16) -> Option<&PortRuntime> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+
+    /// The port's configuration (route table, listeners).
+    pub fn port_config(&self, port: &PortRuntime) -> &PortConfig {
+        &self.gateway().ports[port.index]
+    }
+
+    pub fn ports(&self) -> &[PortRuntime] {
+        &self.ports
+    }
+
+    pub fn backend(&self, b: &Arc<Backend>) -> Option<&Arc<BackendRuntime>> {
+        self.backends.get(&backend_key(b))
+    }
+}
+
+fn port_certificates(p: &PortConfig) -> Result<Option<SniCertificates>, CompileError> {
+    if !matches!(p.protocol, ListenerProtocol::Https) {
+        return Ok(None);
+    }
+    let mut sni = SniCertificates::default();
+    for l in &p.listeners {
+        let Some(tls) = &l.tls else { continue };
+        for c in &tls.certificates {
+            let key = load_certified_key(&c.cert_file, &c.key_file).map_err(|source| {
+                CompileError::Certificate {
+                    certificate: c.id.clone(),
+                    source,
+                }
+            })?;
+            sni.insert(l.hostname.as_deref(), key);
+        }
+    }
+    Ok(Some(sni))
+}
+
+fn compile_backend(b: &Backend, registry: &StateRegistry) -> Result<BackendRuntime, CompileError> {
+    let slots = slots(&b.endpoints, |addr| registry.endpoint(&b.id, addr));
+    let peers = b
+        .endpoints
+        .iter()
+        .map(|e| crate::upstream::prepare_peer(e.address, &b.policy))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| CompileError::UpstreamTls {
+            backend: b.id.clone(),
+            source,
+        })?;
+    let hash_key = match &b.policy.lb {
+        LbAlgorithm::RingHash { key } => Some(key.clone()),
+        _ => None,
+    };
+    Ok(BackendRuntime {
+        id: b.id.clone(),
+        balancer: Balancer::new(&b.policy.lb, slots, registry.backend(&b.id)),
+        peers,
+        hash_key,
+    })
+}
