@@ -2,6 +2,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
+use serde::Deserialize;
 use switchyard_benches::synthetic_routes;
 use switchyard_config::{build, RequestView};
 
@@ -35,6 +36,19 @@ fn compile(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     let files = synthetic_routes(10_000);
+    // The floor: serde_yaml reading every document into `IgnoredAny`, on one thread.
+    group.bench_function("yaml_floor/10000", |b| {
+        b.iter(|| {
+            let mut documents = 0;
+            for file in &files {
+                for doc in serde_yaml::Deserializer::from_str(&file.contents) {
+                    let _ = serde::de::IgnoredAny::deserialize(doc);
+                    documents += 1;
+                }
+            }
+            black_box(documents)
+        })
+    });
     // Dropping the result is left out: the gateway drops an old generation off the request
     // path, after the swap.
     group.bench_function(BenchmarkId::from_parameter(10_000), |b| {

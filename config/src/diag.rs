@@ -16,7 +16,7 @@ pub struct Diagnostic {
     pub column: usize,
     /// The object the problem is in, as "Kind namespace/name" (e.g. "HTTPRoute shop/cart").
     pub object: Option<String>,
-    /// The field path inside the object (e.g. "spec.rules[1].backendRefs[0].name"); may be empty.
+    /// The field path inside the object (e.g. `spec.rules[1].backendRefs[0].name`); may be empty.
     pub field: String,
     /// What is wrong, and where possible what was expected.
     pub message: String,

@@ -37,16 +37,25 @@
 //!
 //! # Stages
 //!
-//! 1. [`raw`](crate::raw): each file is split into documents, and each document is deserialized
-//!    (serde_yaml, `deny_unknown_fields`) into a kind-specific raw struct. Malformed or mistyped
-//!    documents become diagnostics positioned by serde_yaml.
+//! 1. `raw`: each file is split into documents, and each document is deserialized (serde_yaml,
+//!    `deny_unknown_fields`) into a kind-specific raw struct. Malformed or mistyped documents
+//!    become diagnostics positioned by serde_yaml; the rest of the set still loads.
 //! 2. `validate`: references are resolved and values typed; semantic errors name a field path,
 //!    positioned through a yaml-rust2 span index built only for documents that have errors.
 //! 3. `compile`: routes attach to listeners and each (gateway, port) gets a host-indexed
 //!    [`RouteTable`].
 //!
-//! The crate is pure: it reads files only in [`read_dir`] / [`build_dir`], and never opens
-//! sockets or spawns tasks.
+//! The crate does no network I/O and starts no tasks; it reads files only in [`read_dir`] /
+//! [`build_dir`]. Large inputs (over 256 KiB of YAML, or 1000 routes) are parsed and
+//! validated on short-lived scoped threads, one per core, with results in source order.
+//!
+//! # Performance
+//!
+//! `benches/route_match.rs`, on a 2-vCPU VM: [`RouteTable::find`] takes about 165 ns whether
+//! the table holds 10 or 10,000 routes (one hash probe per host, one per path segment).
+//! Building 10,000 single-route files (6 MB) takes about 1.4 times what serde_yaml alone
+//! needs just to read the same YAML on one thread (`compile/yaml_floor/10000`): about 275 ms
+//! against 200 ms.
 
 mod compile;
 mod diag;

@@ -360,14 +360,14 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let req = session.req_header();
-        let route = ctx.rule.as_ref().map(|r| r.route.to_string());
-        let backend = ctx.backend.as_ref().map(|(b, _)| b.id.to_string());
-        let endpoint = match (&ctx.backend, ctx.endpoint) {
-            (Some((b, _)), Some(i)) => Some(b.balancer.endpoints[i].address.to_string()),
-            _ => None,
-        };
         let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         if e.is_some() || status >= 500 {
+            let route = ctx.rule.as_ref().map(|r| r.route.to_string());
+            let backend = ctx.backend.as_ref().map(|(b, _)| b.id.to_string());
+            let endpoint = match (&ctx.backend, ctx.endpoint) {
+                (Some((b, _)), Some(i)) => Some(b.balancer.endpoints[i].address.to_string()),
+                _ => None,
+            };
             warn!(
                 method = %req.method,
                 host = %ctx.original_host,

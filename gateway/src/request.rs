@@ -73,7 +73,7 @@ pub fn hash_key<'a>(
             .flat_map(|v| v.split(';'))
             .find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
-                (k == name).then(|| Cow::Borrowed(v.as_bytes()))
+                (k == name).then_some(Cow::Borrowed(v.as_bytes()))
             }),
         HashKey::SourceIp => client.map(|ip| Cow::Owned(ip.to_string().into_bytes())),
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -23,6 +24,9 @@ use crate::proxy::Gateway;
 use crate::runtime::CompileError;
 use crate::tls::SniResolver;
 use crate::watch::{load_stable, watch, WatchError};
+
+/// L4 read buffer of TLS listeners: one TLS record.
+const TLS_READ_BUFFER: usize = 16 * 1024;
 
 /// How the gateway process runs.
 #[derive(Debug, Clone)]
@@ -92,9 +96,14 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
             })?;
             tls.set_cert_resolver(Arc::new(SniResolver::new(live.clone(), port.port)));
             tls.enable_h2();
-            proxy.add_tls_with_settings(&addr, None, tls);
+            // rustls reads whole records; a record-sized L4 buffer saves syscalls.
+            let buffers = L4BufferSettings::new(TLS_READ_BUFFER, DEFAULT_L4_WRITE_BUFFER_SIZE);
+            proxy.add_listener(ListenerConfig::tcp(&addr).tls(tls).l4_buffer(buffers));
         } else {
-            proxy.add_tcp(&addr);
+            // Unbuffered reads: pingora parses headers into its own buffer, and a 64 KiB L4
+            // read buffer per connection would dominate the memory of idle keep-alives.
+            let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
+            proxy.add_listener(ListenerConfig::tcp(&addr).l4_buffer(buffers));
         }
         info!(%addr, https = port.https, "listening");
     }

@@ -13,7 +13,7 @@ use crate::common::{backend_yaml, Harness};
 /// Version `v` of the route: tags responses with `x-version: v` and sends version parity to
 /// backend `even` or `odd`, so a response mixing two generations would show.
 fn route_version(v: u32) -> String {
-    let backend = if v % 2 == 0 { "even" } else { "odd" };
+    let backend = if v.is_multiple_of(2) { "even" } else { "odd" };
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: reload}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules:\n    - filters: [{{type: ResponseHeaderModifier, responseHeaderModifier: {{set: [{{name: x-version, value: \"{v}\"}}]}}}}]\n      backendRefs: [{{group: switchyard.dev, kind: Backend, name: {backend}}}]\n"
     )
@@ -49,7 +49,7 @@ async fn fifty_rewrites_under_load_fail_nothing() {
                             .header("x-version")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(u32::MAX);
-                        let expected = if v % 2 == 0 { "even" } else { "odd" };
+                        let expected = if v.is_multiple_of(2) { "even" } else { "odd" };
                         if r.json()["backend"] != expected {
                             failures
                                 .push(format!("version {v} answered by {}", r.json()["backend"]));

@@ -93,35 +93,9 @@ impl QueryMatch {
     }
 }
 
-/// Decodes `%XX` escapes; malformed escapes are kept literally. Borrows when there is no `%`.
+/// Decodes `%XX` escapes (malformed ones stay literal). Borrows when there is nothing to decode.
 fn percent_decode(s: &str) -> std::borrow::Cow<'_, [u8]> {
-    if !s.contains('%') {
-        return std::borrow::Cow::Borrowed(s.as_bytes());
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_encoding::percent_decode_str(s).into()
 }
 
 /// One entry of an HTTPRoute rule's `matches`, compiled. All conditions are ANDed.
