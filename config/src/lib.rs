@@ -81,7 +81,7 @@ pub use route::{
     Filter, HeaderModifier, Mirror, PathModifier, Redirect, RequestView, RouteMatch, RouteTable,
     Rule, UrlRewrite, WeightedBackend,
 };
-pub use source::{read_dir, SourceError, SourceFile};
+pub use source::{list_dir, read_dir, SourceError, SourceFile};
 
 /// Parses, validates and compiles a set of configuration files into a [`Generation`].
 ///

@@ -72,9 +72,7 @@ impl SourceError {
 /// Each path is `dir.join(relative)`. Hidden files and directories (name starting with `.`) and
 /// editor temporaries (names ending in `~`, `.swp` or `.tmp`) are skipped.
 pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, SourceError> {
-    let mut paths = Vec::new();
-    collect(dir, &mut paths)?;
-    paths.sort();
+    let paths = list_dir(dir)?;
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
         let bytes = std::fs::read(&path).map_err(|source| SourceError::ReadFile {
@@ -86,6 +84,14 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, SourceError> {
         files.push(SourceFile { path, contents });
     }
     Ok(files)
+}
+
+/// The paths [`read_dir`] would read, sorted, without reading them (for change detection).
+pub fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let mut paths = Vec::new();
+    collect(dir, &mut paths)?;
+    paths.sort();
+    Ok(paths)
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {

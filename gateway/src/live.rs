@@ -59,7 +59,7 @@ impl LiveConfig {
     /// Returns the new generation number, or `None` when the sources did not change.
     pub fn apply(&self, config: Generation) -> Result<Option<u64>, CompileError> {
         if config.digest == self.current.load().info.digest {
-            self.set_status(None);
+            self.clear_error();
             return Ok(None);
         }
         let number = self.last_number.load(Ordering::Relaxed) + 1;
@@ -82,7 +82,7 @@ impl LiveConfig {
         self.current.store(Arc::new(runtime));
         self.last_number.store(number, Ordering::Relaxed);
         self.registry.prune();
-        self.set_status(None);
+        self.clear_error();
         info!(generation = number, "configuration applied");
         Ok(Some(number))
     }
@@ -94,9 +94,9 @@ impl LiveConfig {
         s.last_error = Some(error);
     }
 
-    fn set_status(&self, error: Option<String>) {
+    fn clear_error(&self) {
         let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        s.last_error = error;
+        s.last_error = None;
     }
 
     pub fn status(&self) -> ReloadStatus {

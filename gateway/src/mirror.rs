@@ -27,16 +27,15 @@ pub struct MirrorJob {
 
 impl MirrorJob {
     pub fn new(targets: Vec<SocketAddr>, req: &RequestHeader) -> Self {
-        let mut builder = http::Request::builder()
-            .method(req.method.clone())
-            .uri(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-        for (k, v) in req.headers.iter() {
-            builder = builder.header(k, v);
-        }
-        let (head, ()) = builder
-            .body(())
-            .unwrap_or_else(|_| http::Request::new(()))
-            .into_parts();
+        let (mut head, ()) = http::Request::new(()).into_parts();
+        head.method = req.method.clone();
+        head.uri = req
+            .uri
+            .path_and_query()
+            .cloned()
+            .map(http::Uri::from)
+            .unwrap_or_else(|| http::Uri::from_static("/"));
+        head.headers = req.headers.clone();
         MirrorJob {
             targets,
             head,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult, Debouncer};
-use switchyard_config::{read_dir, Diagnostics, Generation};
+use switchyard_config::{list_dir, Diagnostics, Generation};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -28,16 +28,16 @@ const STABLE_READ_ATTEMPTS: usize = 5;
 
 /// Size and modification time of every file in the set, to detect writes during a read.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let Ok(files) = read_dir(dir) else {
+    let Ok(paths) = list_dir(dir) else {
         return Vec::new();
     };
-    files
+    paths
         .into_iter()
-        .map(|f| {
-            let meta = std::fs::metadata(&f.path).ok();
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
             let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
             let modified = meta.and_then(|m| m.modified().ok());
-            (f.path, len, modified)
+            (path, len, modified)
         })
         .collect()
 }
