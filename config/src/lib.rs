@@ -70,6 +70,7 @@ mod route;
 mod source;
 mod spans;
 mod validate;
+mod view;
 
 use std::path::Path;
 
@@ -82,12 +83,49 @@ pub use route::{
     Rule, UrlRewrite, WeightedBackend,
 };
 pub use source::{list_dir, read_dir, SourceError, SourceFile};
+pub use view::View;
 
 /// Parses, validates and compiles a set of configuration files into a [`Generation`].
 ///
 /// Files are processed in path order whatever the input order. Every problem in every file is
 /// reported in one [`Diagnostics`]; a partial generation is never returned.
 pub fn build(files: &[SourceFile]) -> Result<Generation, Diagnostics> {
+    build_inner(files, Scope::Full, false).map(|(generation, _)| generation)
+}
+
+/// [`build`], plus one [`View`] per Gateway: the documents that Gateway needs, for the control
+/// service to send to the gateways that serve it.
+pub fn build_with_views(files: &[SourceFile]) -> Result<(Generation, Vec<View>), Diagnostics> {
+    build_inner(files, Scope::Full, true)
+}
+
+/// Builds a [`View`]'s files, as a subscribed gateway does. Unlike [`build`], a parentRef to a
+/// Gateway outside the view and a policy targetRef to a Backend outside it are not errors: the
+/// control service left them out on purpose after validating the whole set.
+pub fn build_view(files: &[SourceFile]) -> Result<Generation, Diagnostics> {
+    build_inner(files, Scope::View, false).map(|(generation, _)| generation)
+}
+
+/// The digest [`build`] gives a set (hex SHA-256 over the path-sorted `(path, contents)`
+/// pairs), for callers that need it without building, e.g. to see that an invalid set changed.
+pub fn digest(files: &[SourceFile]) -> String {
+    let mut sorted: Vec<&SourceFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    source::digest(&sorted)
+}
+
+/// Whether a set is the operator's whole set or a gateway's view of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Full,
+    View,
+}
+
+fn build_inner(
+    files: &[SourceFile],
+    scope: Scope,
+    with_views: bool,
+) -> Result<(Generation, Vec<View>), Diagnostics> {
     let mut sorted: Vec<&SourceFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let digest = source::digest(&sorted);
@@ -96,8 +134,14 @@ pub fn build(files: &[SourceFile]) -> Result<Generation, Diagnostics> {
         docs,
         diagnostics,
     } = raw::parse(&sorted);
-    let mut rep = report::Reporter::new(&sources, diagnostics);
+    let mut rep = report::Reporter::new(&sources, diagnostics, scope);
     let model = validate::validate(&docs, &sources, &mut rep);
+    // Views are cut only from a valid set; they are cheap next to validation.
+    let views = if with_views && !rep.has_errors() {
+        view::views(&sources, &docs)
+    } else {
+        Vec::new()
+    };
     let paths = sources.iter().map(|s| s.path.clone()).collect();
     let generation = if docs.len() >= BACKGROUND_DROP_DOCS {
         // Freeing 10k raw documents takes as long as compiling them: overlap the two.
@@ -115,7 +159,7 @@ pub fn build(files: &[SourceFile]) -> Result<Generation, Diagnostics> {
     if rep.has_errors() {
         return Err(rep.finish());
     }
-    Ok(generation)
+    Ok((generation, views))
 }
 
 /// Raw document sets at least this large are freed on a helper thread during compilation.

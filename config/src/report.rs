@@ -6,6 +6,7 @@ use std::fmt;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::raw::{DocRef, SourceText};
 use crate::spans::{self, SpanIndex};
+use crate::Scope;
 
 /// Where a semantic error belongs: a document and the object it declares.
 #[derive(Debug, Clone)]
@@ -21,15 +22,31 @@ pub(crate) struct Reporter<'s> {
     sources: &'s [SourceText<'s>],
     spans: HashMap<DocRef, SpanIndex>,
     diagnostics: Vec<Diagnostic>,
+    /// A gateway's view tolerates references to objects left out of it.
+    scope: Scope,
 }
 
 impl<'s> Reporter<'s> {
-    pub(crate) fn new(sources: &'s [SourceText<'s>], parse_errors: Vec<Diagnostic>) -> Self {
+    pub(crate) fn new(
+        sources: &'s [SourceText<'s>],
+        parse_errors: Vec<Diagnostic>,
+        scope: Scope,
+    ) -> Self {
         Self {
             sources,
             spans: HashMap::new(),
             diagnostics: parse_errors,
+            scope,
         }
+    }
+
+    /// True when validating a gateway's view rather than the whole set.
+    pub(crate) fn is_view(&self) -> bool {
+        self.scope == Scope::View
+    }
+
+    pub(crate) fn scope(&self) -> Scope {
+        self.scope
     }
 
     /// Reports an error at `field` of the object at `site`.

@@ -126,12 +126,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.config_dir.display()
     );
     switchyard_gateway::serve(switchyard_gateway::GatewayOptions {
-        config_dir: args.config_dir,
+        source: switchyard_gateway::ConfigSource::Files {
+            dir: args.config_dir,
+            debounce: Duration::from_millis(200),
+        },
         gateway: None,
         admin: args.admin,
         threads: 2,
         grace_period: Duration::from_secs(1),
-        debounce: Duration::from_millis(200),
     })?;
     Ok(())
 }

@@ -1,8 +1,13 @@
-//! `switchyard`: one binary for every role. `gateway` runs the data plane (standalone, watching
-//! route files itself), `validate` checks route files, `demo` runs a local mesh with example
-//! backends. Each subcommand lives in its own module; this file only parses and dispatches.
+//! `switchyard`: one binary for every role. `control` runs the control service, `gateway` runs
+//! the data plane (standalone, watching route files itself, or subscribed to a control
+//! service), `status` and `rollback` operate a running control service, `validate` checks
+//! route files and `demo` runs a local mesh with example backends. Each subcommand lives in
+//! its own module; this file only parses and dispatches.
 
+mod auth;
 mod demo;
+mod operate;
+mod service;
 mod validate;
 
 use std::net::SocketAddr;
@@ -25,8 +30,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a gateway that serves the route files in a directory and reloads them on change.
+    /// Run the control service: watch route files, validate them, publish generations to every
+    /// gateway (fleet-atomic by default), keep history for rollback.
+    Control(ControlArgs),
+    /// Run a gateway: standalone on a directory of route files (--config-dir), or subscribed
+    /// to a control service (--control).
     Gateway(GatewayArgs),
+    /// Show the published generation and every gateway's state; exit 1 until all converged.
+    Status {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Print the raw status document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish an earlier generation (as a new generation number).
+    Rollback {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The generation to republish.
+        #[arg(
+            long,
+            conflicts_with = "previous",
+            required_unless_present = "previous"
+        )]
+        to: Option<u64>,
+        /// The generation before the published one.
+        #[arg(long)]
+        previous: bool,
+    },
     /// Validate route files; print every error with file:line:column and exit non-zero.
     Validate {
         /// Directory of route files (*.yaml, *.yml, recursively).
@@ -37,11 +69,114 @@ enum Command {
 }
 
 #[derive(Args, Clone)]
-pub struct GatewayArgs {
-    /// Directory of route files, watched for changes (standalone mode).
+pub struct OperatorArgs {
+    /// The control service's URL.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    control: String,
+    /// File holding the operator token (default: the SWITCHYARD_TOKEN environment variable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl OperatorArgs {
+    fn token(&self) -> Result<String> {
+        auth::load(self.token_file.as_deref(), auth::OPERATOR_ENV, "operator")
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct ControlArgs {
+    /// Directory of route files, watched recursively.
     #[arg(long, env = "SWITCHYARD_CONFIG_DIR")]
     config_dir: PathBuf,
-    /// The Gateway resource to serve ("namespace/name" or "name"); default: the only one.
+    /// Where the generation counter and the last generations are kept.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// API address; loopback unless you mean otherwise.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+    /// Operator token file (status, rollback, metrics); default: SWITCHYARD_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Gateway token file (watch, ack); default: SWITCHYARD_GATEWAY_TOKEN.
+    #[arg(long)]
+    gateway_token_file: Option<PathBuf>,
+    /// Commit policy: stage on every gateway then flip together (fleet), per zone, or apply as
+    /// published (off).
+    #[arg(long, value_enum, default_value = "fleet")]
+    atomic: service::Atomic,
+    /// Milliseconds every target gateway has to stage before the commit is abandoned.
+    #[arg(long, default_value_t = 5000)]
+    stage_timeout_ms: u64,
+    /// Generations kept for rollback.
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    /// Milliseconds of quiet after a file change before the set is re-read.
+    #[arg(long, default_value_t = 50)]
+    debounce_ms: u64,
+    /// Seconds without a poll after which a gateway is stale (not targeted, not counted).
+    #[arg(long, default_value_t = 30)]
+    stale_after_s: u64,
+}
+
+impl ControlArgs {
+    fn options(&self) -> Result<service::ControlOptions> {
+        let operator_token =
+            auth::load(self.token_file.as_deref(), auth::OPERATOR_ENV, "operator")?;
+        let gateway_token = auth::load(
+            self.gateway_token_file.as_deref(),
+            auth::GATEWAY_ENV,
+            "gateway",
+        )?;
+        if operator_token == gateway_token {
+            anyhow::bail!("the operator and gateway tokens must differ");
+        }
+        Ok(service::ControlOptions {
+            config_dir: self.config_dir.clone(),
+            state_dir: self.state_dir.clone(),
+            listen: self.listen,
+            operator_token,
+            gateway_token,
+            atomic: self.atomic,
+            stage_timeout: Duration::from_millis(self.stage_timeout_ms),
+            history: self.history,
+            debounce: Duration::from_millis(self.debounce_ms),
+            stale_after: Duration::from_secs(self.stale_after_s),
+        })
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct GatewayArgs {
+    /// Directory of route files, watched for changes (standalone mode).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONFIG_DIR",
+        conflicts_with = "control",
+        required_unless_present = "control"
+    )]
+    config_dir: Option<PathBuf>,
+    /// Control service URL (subscribed mode), e.g. http://127.0.0.1:9090.
+    #[arg(long, requires_all = ["zone", "name", "state_dir"])]
+    control: Option<String>,
+    /// This gateway's zone (subscribed mode).
+    #[arg(long)]
+    zone: Option<String>,
+    /// This gateway instance's name (subscribed mode).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where the last applied generation is persisted (subscribed mode).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Gateway token file (subscribed mode); default: SWITCHYARD_GATEWAY_TOKEN.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The Gateway resource to serve ("namespace/name" or "name"); default: the only one (in
+    /// the zone, when subscribed).
     #[arg(long)]
     gateway: Option<String>,
     /// Admin listener (/healthz, /ready, /config).
@@ -53,15 +188,31 @@ pub struct GatewayArgs {
     /// Seconds SIGTERM waits for in-flight requests.
     #[arg(long, default_value_t = 10)]
     grace_period: u64,
-    /// Milliseconds of quiet after a file change before the set is re-read.
+    /// Milliseconds of quiet after a file change before the set is re-read (standalone).
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
 }
 
 impl GatewayArgs {
-    fn options(&self) -> switchyard_gateway::GatewayOptions {
-        switchyard_gateway::GatewayOptions {
-            config_dir: self.config_dir.clone(),
+    fn options(&self) -> Result<switchyard_gateway::GatewayOptions> {
+        let source = match (&self.config_dir, &self.control) {
+            (_, Some(control)) => {
+                switchyard_gateway::ConfigSource::Control(switchyard_gateway::SubscribeOptions {
+                    control: control.clone(),
+                    token: auth::load(self.token_file.as_deref(), auth::GATEWAY_ENV, "gateway")?,
+                    zone: self.zone.clone().unwrap_or_default(),
+                    name: self.name.clone().unwrap_or_default(),
+                    state_dir: self.state_dir.clone().unwrap_or_default(),
+                })
+            }
+            (Some(dir), None) => switchyard_gateway::ConfigSource::Files {
+                dir: dir.clone(),
+                debounce: Duration::from_millis(self.debounce_ms),
+            },
+            (None, None) => anyhow::bail!("pass --config-dir DIR or --control URL"),
+        };
+        Ok(switchyard_gateway::GatewayOptions {
+            source,
             gateway: self.gateway.clone(),
             admin: self.admin,
             threads: self.threads.unwrap_or_else(|| {
@@ -70,8 +221,7 @@ impl GatewayArgs {
                     .unwrap_or(1)
             }),
             grace_period: Duration::from_secs(self.grace_period),
-            debounce: Duration::from_millis(self.debounce_ms),
-        }
+        })
     }
 }
 
@@ -88,11 +238,34 @@ fn init_logging() {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Control(args) => {
+            init_logging();
+            service::run(args.options()?)
+        }
         Command::Gateway(args) => {
             init_logging();
-            switchyard_gateway::serve(args.options())?;
+            switchyard_gateway::serve(args.options()?)?;
             Ok(())
         }
+        Command::Status { op, json } => match operate::status(&op.control, &op.token()?, json) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        },
+        Command::Rollback {
+            op,
+            to,
+            previous: _,
+        } => match operate::rollback(&op.control, &op.token()?, to) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+        },
         Command::Validate { dir } => {
             if !validate::run(&dir) {
                 std::process::exit(1);

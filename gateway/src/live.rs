@@ -1,15 +1,50 @@
 //! The live configuration of a gateway process: one `ArcSwap<Runtime>` that requests load once,
-//! the state registry generations draw from, and the record of the last reload attempt.
+//! the state registry generations draw from, the generation staged for a fleet-atomic commit,
+//! and the record of the last reload attempt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use switchyard_config::Generation;
+use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::runtime::{CompileError, Runtime};
 use crate::state::StateRegistry;
+
+/// Where generations come from, which decides their numbering and how strict a swap is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Standalone: the gateway watches route files and numbers generations itself. A new
+    /// listener port is logged and waits for a restart.
+    Files,
+    /// Subscribed: the control service numbers generations. A generation whose listener ports
+    /// differ from the bound ones is refused, so the control service sees a NACK rather than
+    /// an ack for routes this process cannot serve.
+    Control,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Files => "files",
+            Source::Control => "control",
+        }
+    }
+}
+
+/// Why a generation could not be swapped in.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error("listener ports changed (bound: {bound:?}, generation wants: {wanted:?}); restart or upgrade the gateway to apply it")]
+    Ports { bound: Vec<u16>, wanted: Vec<u16> },
+    #[error("generation {wanted} is not staged (staged: {staged:?})")]
+    NotStaged { wanted: u64, staged: Option<u64> },
+}
 
 /// What happened to the most recent candidate configuration.
 #[derive(Debug, Clone, Default)]
@@ -24,24 +59,34 @@ pub struct LiveConfig {
     current: ArcSwap<Runtime>,
     registry: StateRegistry,
     gateway: Option<String>,
+    source: Source,
     /// Ports the process listens on; fixed at start because listeners cannot be added later.
     bound_ports: Vec<u16>,
     last_number: AtomicU64,
+    /// A compiled generation waiting for the control service's commit.
+    staged: Mutex<Option<Arc<Runtime>>>,
     status: Mutex<ReloadStatus>,
 }
 
 impl LiveConfig {
-    /// Compiles the first generation. Its ports become the process's listeners.
-    pub fn start(config: Generation, gateway: Option<String>) -> Result<Arc<Self>, CompileError> {
+    /// Compiles the first generation (numbered `number`). Its ports become the listeners.
+    pub fn start(
+        config: Generation,
+        gateway: Option<String>,
+        source: Source,
+        number: u64,
+    ) -> Result<Arc<Self>, CompileError> {
         let registry = StateRegistry::default();
-        let runtime = Runtime::compile(Arc::new(config), gateway.as_deref(), 1, &registry)?;
+        let runtime = Runtime::compile(Arc::new(config), gateway.as_deref(), number, &registry)?;
         let bound_ports = runtime.ports().iter().map(|p| p.port).collect();
         Ok(Arc::new(LiveConfig {
             current: ArcSwap::from_pointee(runtime),
             registry,
             gateway,
+            source,
             bound_ports,
-            last_number: AtomicU64::new(1),
+            last_number: AtomicU64::new(number),
+            staged: Mutex::new(None),
             status: Mutex::new(ReloadStatus::default()),
         }))
     }
@@ -55,36 +100,117 @@ impl LiveConfig {
         &self.bound_ports
     }
 
-    /// Compiles and swaps in a new generation. A failure leaves the current one in force.
-    /// Returns the new generation number, or `None` when the sources did not change.
-    pub fn apply(&self, config: Generation) -> Result<Option<u64>, CompileError> {
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Standalone reload: compiles and swaps in a new generation, numbered one past the last.
+    /// A failure leaves the current one in force. Returns the new generation number, or `None`
+    /// when the sources did not change.
+    pub fn apply(&self, config: Generation) -> Result<Option<u64>, ApplyError> {
         if config.digest == self.current.load().info.digest {
             self.clear_error();
             return Ok(None);
         }
         let number = self.last_number.load(Ordering::Relaxed) + 1;
+        self.apply_numbered(config, number).map(Some)
+    }
+
+    /// Compiles `config` as generation `number` and swaps it in at once.
+    pub fn apply_numbered(&self, config: Generation, number: u64) -> Result<u64, ApplyError> {
+        let runtime = self
+            .prepare(config, number)
+            .inspect_err(|e| self.reject(e.to_string()))?;
+        self.swap(Arc::new(runtime));
+        Ok(number)
+    }
+
+    /// Compiles `config` as generation `number` and holds it for [`LiveConfig::commit`].
+    /// A later stage replaces an earlier one.
+    pub fn stage(&self, config: Generation, number: u64) -> Result<(), ApplyError> {
+        let runtime = self
+            .prepare(config, number)
+            .inspect_err(|e| self.reject(e.to_string()))?;
+        *self.staged.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(runtime));
+        Ok(())
+    }
+
+    /// Swaps in the staged generation `number`; returns when it was swapped.
+    pub fn commit(&self, number: u64) -> Result<SystemTime, ApplyError> {
+        let staged = {
+            let mut slot = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.take() {
+                Some(rt) if rt.info.number == number => rt,
+                other => {
+                    let staged = other.as_ref().map(|rt| rt.info.number);
+                    *slot = other;
+                    return Err(ApplyError::NotStaged {
+                        wanted: number,
+                        staged,
+                    });
+                }
+            }
+        };
+        self.swap(staged);
+        Ok(SystemTime::now())
+    }
+
+    /// The number of the staged generation, if any.
+    pub fn staged(&self) -> Option<u64> {
+        self.staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|rt| rt.info.number)
+    }
+
+    fn prepare(&self, config: Generation, number: u64) -> Result<Runtime, ApplyError> {
         let runtime = Runtime::compile(
             Arc::new(config),
             self.gateway.as_deref(),
             number,
             &self.registry,
-        )
-        .inspect_err(|e| self.reject(e.to_string()))?;
-        for p in runtime.ports() {
-            if !self.bound_ports.contains(&p.port) {
-                warn!(
-                    port = p.port,
-                    "generation {number} adds a listener on port {}; it takes effect on restart or upgrade",
-                    p.port
-                );
+        )?;
+        let wanted: Vec<u16> = runtime.ports().iter().map(|p| p.port).collect();
+        let added: Vec<u16> = wanted
+            .iter()
+            .copied()
+            .filter(|p| !self.bound_ports.contains(p))
+            .collect();
+        match self.source {
+            Source::Control if wanted != self.bound_ports => {
+                return Err(ApplyError::Ports {
+                    bound: self.bound_ports.clone(),
+                    wanted,
+                });
+            }
+            Source::Files => {
+                for port in added {
+                    warn!(
+                        port,
+                        "generation {number} adds a listener on port {port}; it takes effect on restart or upgrade"
+                    );
+                }
+            }
+            Source::Control => {}
+        }
+        Ok(runtime)
+    }
+
+    fn swap(&self, runtime: Arc<Runtime>) {
+        let number = runtime.info.number;
+        self.current.store(runtime);
+        {
+            // A staged generation older than the one in force can never be committed.
+            let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+            if staged.as_ref().is_some_and(|s| s.info.number <= number) {
+                *staged = None;
             }
         }
-        self.current.store(Arc::new(runtime));
         self.last_number.store(number, Ordering::Relaxed);
         self.registry.prune();
         self.clear_error();
         info!(generation = number, "configuration applied");
-        Ok(Some(number))
     }
 
     /// Records a candidate rejected before compilation (e.g. a validation error).

@@ -1,6 +1,7 @@
-//! Assembles a gateway process: loads the first generation, binds the Gateway's listeners
-//! (HTTP with h2c, HTTPS with SNI certificates and ALPN h2) and the admin listener on one
-//! pingora `Server`, starts the route-file watcher, and runs until a shutdown signal.
+//! Assembles a gateway process: loads the first generation (from route files, or from the
+//! persisted copy or the control service), binds the Gateway's listeners (HTTP with h2c,
+//! HTTPS with SNI certificates and ALPN h2) and the admin listener on one pingora `Server`,
+//! starts the route-file watcher or the control subscription, and runs until a shutdown signal.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,22 +17,40 @@ use pingora::server::Server;
 use pingora::services::listening::Service;
 use switchyard_config::Diagnostics;
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::persist;
+use crate::protocol::Payload;
+use crate::subscribe;
 
 use crate::admin::AdminApp;
-use crate::live::LiveConfig;
+use crate::live::{LiveConfig, Source};
 use crate::proxy::Gateway;
 use crate::runtime::CompileError;
+use crate::subscribe::{SubscribeError, SubscribeOptions, Subscriber};
 use crate::tls::SniResolver;
 use crate::watch::{load_stable, watch, WatchError};
 
 /// L4 read buffer of TLS listeners: one TLS record.
 const TLS_READ_BUFFER: usize = 16 * 1024;
 
+/// Where a gateway's generations come from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// Standalone: watch a directory of route files.
+    Files {
+        dir: PathBuf,
+        /// Quiet time after a file change before the set is re-read.
+        debounce: Duration,
+    },
+    /// Subscribe to a control service.
+    Control(SubscribeOptions),
+}
+
 /// How the gateway process runs.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    pub config_dir: PathBuf,
+    pub source: ConfigSource,
     /// Which Gateway of the set to serve ("ns/name" or "name"); `None` = the only one.
     pub gateway: Option<String>,
     pub admin: SocketAddr,
@@ -39,8 +58,6 @@ pub struct GatewayOptions {
     pub threads: usize,
     /// How long SIGTERM waits for in-flight requests before closing.
     pub grace_period: Duration,
-    /// Quiet time after a file change before the set is re-read.
-    pub debounce: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -56,16 +73,27 @@ pub enum ServeError {
     Watch(#[from] WatchError),
     #[error("listener {addr}: {reason}")]
     Listener { addr: String, reason: String },
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    #[error("cannot start the subscription runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// Runs the gateway; returns only when startup fails (serving ends the process).
 pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
-    let generation =
-        load_stable(&opts.config_dir, opts.debounce).map_err(|diagnostics| ServeError::Config {
-            dir: opts.config_dir.display().to_string(),
-            diagnostics,
-        })?;
-    let live = LiveConfig::start(generation, opts.gateway.clone())?;
+    let (live, _watcher) = match &opts.source {
+        ConfigSource::Files { dir, debounce } => {
+            let generation =
+                load_stable(dir, *debounce).map_err(|diagnostics| ServeError::Config {
+                    dir: dir.display().to_string(),
+                    diagnostics,
+                })?;
+            let live = LiveConfig::start(generation, opts.gateway.clone(), Source::Files, 1)?;
+            let watcher = watch(dir.clone(), live.clone(), *debounce)?;
+            (live, Some(watcher))
+        }
+        ConfigSource::Control(sub) => (subscribe(sub.clone(), opts.gateway.clone())?, None),
+    };
 
     let conf = ServerConf {
         threads: opts.threads.max(1),
@@ -114,8 +142,83 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     admin.add_tcp(&opts.admin.to_string());
     info!(addr = %opts.admin, "admin listening");
 
-    let _watcher = watch(opts.config_dir.clone(), live, opts.debounce)?;
     server.add_service(proxy);
     server.add_service(admin);
     server.run_forever()
+}
+
+/// Starts from the persisted generation when there is a usable one, otherwise waits for the
+/// control service; then follows the control service on a thread of its own.
+fn subscribe(
+    opts: SubscribeOptions,
+    gateway: Option<String>,
+) -> Result<Arc<LiveConfig>, ServeError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let sub = Subscriber::new(opts.clone(), gateway.clone())?;
+    let start = |payload: &Payload, generation| {
+        LiveConfig::start(
+            generation,
+            Some(payload.gateway.clone()),
+            Source::Control,
+            payload.generation,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let persisted = match persist::load(&opts.state_dir) {
+        Ok(Some(p)) if p.zone.as_deref() != Some(opts.zone.as_str()) => {
+            warn!(zone = ?p.zone, "persisted generation is for another zone; ignoring it");
+            None
+        }
+        Ok(Some(p))
+            if gateway
+                .as_ref()
+                .is_some_and(|g| !gateway_matches(g, &p.gateway)) =>
+        {
+            warn!(gateway = %p.gateway, "persisted generation is for another Gateway; ignoring it");
+            None
+        }
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "cannot use the persisted generation");
+            None
+        }
+    };
+    let from_disk = persisted.and_then(|p| {
+        match subscribe::build(&p).and_then(|g| start(&p, g)) {
+            Ok(live) => {
+                info!(generation = p.generation, "serving the persisted generation; catching up with the control service");
+                Some(live)
+            }
+            Err(e) => {
+                warn!(generation = p.generation, error = %e, "persisted generation does not compile; waiting for the control service");
+                None
+            }
+        }
+    });
+    let live = match from_disk {
+        Some(live) => live,
+        None => {
+            info!(control = %opts.control, "waiting for the first generation from the control service");
+            let (payload, live) = rt.block_on(sub.first(start));
+            info!(
+                generation = payload.generation,
+                "first generation from the control service"
+            );
+            live
+        }
+    };
+    let follow = live.clone();
+    std::thread::Builder::new()
+        .name("switchyard-subscriber".into())
+        .spawn(move || rt.block_on(sub.run(follow)))
+        .map_err(ServeError::Runtime)?;
+    Ok(live)
+}
+
+/// True when `wanted` ("ns/name" or "name") names the Gateway `id` ("ns/name").
+fn gateway_matches(wanted: &str, id: &str) -> bool {
+    wanted == id || id.split_once('/').is_some_and(|(_, name)| name == wanted)
 }

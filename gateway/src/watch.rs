@@ -1,4 +1,4 @@
-//! Standalone mode's file watching: a debounced, recursive watch of the route directory that
+//! Route-file watching (standalone gateways and the control service): a debounced, recursive watch of the route directory that
 //! re-reads and re-validates the whole set on every change and hands valid sets to the live
 //! configuration. The read is retried until the files stop changing, so a file caught
 //! mid-write is never taken for the whole set, and an empty file is given time to fill.
@@ -44,10 +44,16 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 
 /// Reads and builds the whole set, retrying while files change under the read.
 pub fn load_stable(dir: &Path, settle: Duration) -> Result<Generation, Diagnostics> {
+    read_stable(dir, settle, || switchyard_config::build_dir(dir))
+}
+
+/// Runs `read` (which reads `dir`) until the files did not change during the read, at most
+/// a few times, `settle` apart; returns the last result.
+pub fn read_stable<T>(dir: &Path, settle: Duration, mut read: impl FnMut() -> T) -> T {
     let mut attempt = 1;
     loop {
         let before = fingerprint(dir);
-        let result = switchyard_config::build_dir(dir);
+        let result = read();
         // An empty file is most often one being rewritten in place (truncated, not yet
         // written): give it the same settling time as a file that changed during the read.
         let settled = !before.iter().any(|(_, len, _)| *len == 0) && fingerprint(dir) == before;
@@ -95,11 +101,20 @@ pub fn watch(
     debounce: Duration,
 ) -> Result<DirWatcher, WatchError> {
     let watch_dir = dir.clone();
+    watch_changes(dir, debounce, move || reload(&watch_dir, &live, debounce))
+}
+
+/// Watches `dir` recursively and calls `on_change` (on the watcher's thread) after each burst
+/// of changes to route files.
+pub fn watch_changes(
+    dir: PathBuf,
+    debounce: Duration,
+    on_change: impl Fn() + Send + 'static,
+) -> Result<DirWatcher, WatchError> {
     let mut debouncer = new_debouncer(debounce, move |res: DebounceEventResult| match res {
         Ok(events) => {
-            let relevant = events.iter().any(|e| is_route_file(&e.path));
-            if relevant {
-                reload(&watch_dir, &live, debounce);
+            if events.iter().any(|e| is_route_file(&e.path)) {
+                on_change();
             }
         }
         Err(e) => warn!(error = %e, "file watch error"),

@@ -84,6 +84,10 @@ pub(crate) fn backends(
             }
             let id = ObjRef::new(&obj.id.namespace, &target.name);
             if !endpoints.contains_key(&id) {
+                if rep.is_view() {
+                    // The Backend is used by routes outside this gateway's view.
+                    continue;
+                }
                 rep.error(
                     &obj.site,
                     format!("{field}.name"),

@@ -20,7 +20,7 @@ use crate::raw::document::Metadata;
 use crate::raw::{DocRef, Kind, RawDoc, SourceText, Spec};
 use crate::report::{Reporter, Site};
 
-pub(crate) use gateway::{ValidGateway, ValidListener};
+pub(crate) use gateway::{ValidGateway, ValidListener, ZONE_LABEL};
 pub(crate) use route::ValidRoute;
 
 /// Route sets smaller than this are validated on the calling thread.
@@ -65,12 +65,13 @@ pub(crate) fn validate(
     let gateways = gateway::gateways(&objects.gateways, &certificates, rep);
     // Routes are independent once gateways and backends are known: large sets are validated
     // in parallel, each part reporting into its own collector.
+    let scope = rep.scope();
     let parts = crate::par::map_parts(
         &objects.routes,
         |_| 1,
         PARALLEL_MIN_ROUTES,
         |part| {
-            let mut part_rep = Reporter::new(sources, Vec::new());
+            let mut part_rep = Reporter::new(sources, Vec::new(), scope);
             let routes: Vec<ValidRoute> = part
                 .iter()
                 .map(|obj| route::route(obj, &gateways, &backends, &mut part_rep))

@@ -145,6 +145,10 @@ fn parents(
         }
         let id = ObjRef::new(p.namespace.as_deref().unwrap_or(&obj.id.namespace), &p.name);
         let Some(g) = gateways.iter().position(|g| g.id == id) else {
+            if rep.is_view() {
+                // A gateway's view leaves the other Gateways out on purpose.
+                continue;
+            }
             let known: Vec<String> = gateways.iter().map(|g| g.id.to_string()).collect();
             let known = if known.is_empty() {
                 "no Gateway is defined".to_string()

@@ -1,0 +1,281 @@
+//! Per-gateway views of a configuration set: the documents one Gateway needs and nothing else.
+//!
+//! A view holds the Gateway itself, the HTTPRoutes whose parentRefs name it, the Backends those
+//! routes send to (backendRefs and mirrors), the BackendPolicies targeting those Backends and
+//! the TLSCertificates its listeners use. Views are cut from the operator's files document by
+//! document: every file keeps its path, and every left-out document is replaced by as many
+//! empty lines as it had, so a gateway validating its view reports the operator's own file,
+//! line and column, and precedence (file path, then order in the file) is unchanged.
+//!
+//! A view is validated with [`crate::build_view`], which tolerates references to objects
+//! left out on purpose (parentRefs to other Gateways, policy targets used elsewhere).
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::model::ObjRef;
+use crate::raw::route::{HttpRouteSpec, RawFilter};
+use crate::raw::{DocRef, Kind, RawDoc, SourceText, Spec};
+use crate::source::SourceFile;
+
+/// The documents one Gateway needs, as source files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The Gateway the view is for.
+    pub gateway: ObjRef,
+    /// The Gateway's `switchyard.dev/zone` label.
+    pub zone: Option<String>,
+    /// The cut files, in path order; files with nothing for this Gateway are left out.
+    pub files: Vec<SourceFile>,
+}
+
+/// Cuts one view per Gateway of a parsed (and valid) set.
+pub(crate) fn views(sources: &[SourceText<'_>], docs: &[RawDoc]) -> Vec<View> {
+    let index = Index::new(docs);
+    docs.iter()
+        .filter(|doc| matches!(doc.object.spec, Spec::Gateway(_)))
+        .map(|gateway| {
+            let meta = &gateway.object.metadata;
+            let id = ObjRef::new(&meta.namespace, &meta.name);
+            let selected = index.select(docs, gateway, &id);
+            View {
+                zone: meta.labels.get(crate::validate::ZONE_LABEL).cloned(),
+                gateway: id,
+                files: cut(sources, &selected),
+            }
+        })
+        .collect()
+}
+
+/// Documents by (kind, id), and routes by the Gateways they name.
+struct Index {
+    by_id: HashMap<(Kind, ObjRef), usize>,
+    /// Policy document indexes by the Backend they target.
+    policies: HashMap<ObjRef, Vec<usize>>,
+}
+
+impl Index {
+    fn new(docs: &[RawDoc]) -> Self {
+        let mut by_id = HashMap::new();
+        let mut policies: HashMap<ObjRef, Vec<usize>> = HashMap::new();
+        for (i, doc) in docs.iter().enumerate() {
+            let Some(kind) = doc.object.kind else {
+                continue;
+            };
+            let meta = &doc.object.metadata;
+            by_id
+                .entry((kind, ObjRef::new(&meta.namespace, &meta.name)))
+                .or_insert(i);
+            if let Spec::BackendPolicy(p) = &doc.object.spec {
+                for t in &p.target_refs {
+                    policies
+                        .entry(ObjRef::new(&meta.namespace, &t.name))
+                        .or_default()
+                        .push(i);
+                }
+            }
+        }
+        Index { by_id, policies }
+    }
+
+    /// Every document the Gateway at `gateway` needs.
+    fn select(&self, docs: &[RawDoc], gateway: &RawDoc, id: &ObjRef) -> BTreeSet<DocRef> {
+        let mut out = BTreeSet::from([gateway.at]);
+        if let Spec::Gateway(spec) = &gateway.object.spec {
+            for tls in spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+                for c in &tls.certificate_refs {
+                    let cert =
+                        ObjRef::new(c.namespace.as_deref().unwrap_or(&id.namespace), &c.name);
+                    self.add(docs, Kind::TlsCertificate, &cert, &mut out);
+                }
+            }
+        }
+        let mut backends = BTreeSet::new();
+        for doc in docs {
+            let Spec::HttpRoute(route) = &doc.object.spec else {
+                continue;
+            };
+            let ns = &doc.object.metadata.namespace;
+            if !attaches_to(route, ns, id) {
+                continue;
+            }
+            out.insert(doc.at);
+            route_backends(route, ns, &mut backends);
+        }
+        for backend in &backends {
+            self.add(docs, Kind::Backend, backend, &mut out);
+            for &p in self.policies.get(backend).into_iter().flatten() {
+                out.insert(docs[p].at);
+            }
+        }
+        out
+    }
+
+    fn add(&self, docs: &[RawDoc], kind: Kind, id: &ObjRef, out: &mut BTreeSet<DocRef>) {
+        if let Some(&i) = self.by_id.get(&(kind, id.clone())) {
+            out.insert(docs[i].at);
+        }
+    }
+}
+
+/// True when one of the route's parentRefs names the Gateway `id`.
+fn attaches_to(route: &HttpRouteSpec, ns: &str, id: &ObjRef) -> bool {
+    route
+        .parent_refs
+        .iter()
+        .any(|p| p.name == id.name && p.namespace.as_deref().unwrap_or(ns) == id.namespace)
+}
+
+/// Every Backend a route sends to: backendRefs and mirrors, at rule and backendRef level.
+fn route_backends(route: &HttpRouteSpec, ns: &str, out: &mut BTreeSet<ObjRef>) {
+    let mirrors = |filters: &[RawFilter], out: &mut BTreeSet<ObjRef>| {
+        for m in filters.iter().filter_map(|f| f.request_mirror.as_ref()) {
+            let r = &m.backend_ref;
+            out.insert(ObjRef::new(r.namespace.as_deref().unwrap_or(ns), &r.name));
+        }
+    };
+    for rule in &route.rules {
+        mirrors(&rule.filters, out);
+        for b in &rule.backend_refs {
+            out.insert(ObjRef::new(b.namespace.as_deref().unwrap_or(ns), &b.name));
+            mirrors(&b.filters, out);
+        }
+    }
+}
+
+/// Rebuilds each file from its selected documents, blanking the others line for line.
+fn cut(sources: &[SourceText<'_>], selected: &BTreeSet<DocRef>) -> Vec<SourceFile> {
+    let mut files = Vec::new();
+    for (f, source) in sources.iter().enumerate() {
+        let keep = |d: usize| selected.contains(&DocRef { file: f, doc: d });
+        if !(0..source.chunks.len()).any(keep) {
+            continue;
+        }
+        let size = source.chunks.iter().map(|c| c.text.len()).sum();
+        let mut text = String::with_capacity(size);
+        for (d, chunk) in source.chunks.iter().enumerate() {
+            if keep(d) {
+                text.push_str(chunk.text);
+            } else {
+                let lines = chunk.text.matches('\n').count();
+                text.extend(std::iter::repeat_n('\n', lines));
+            }
+        }
+        files.push(SourceFile::new(&source.path, text));
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{build_view, build_with_views, SourceFile};
+
+    const SET: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: a, labels: {switchyard.dev/zone: zone-a}}
+spec:
+  gatewayClassName: switchyard
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: b, labels: {switchyard.dev/zone: zone-b}}
+spec:
+  gatewayClassName: switchyard
+  listeners: [{name: http, port: 8081, protocol: HTTP}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: web}
+spec:
+  endpoints: [{address: "127.0.0.1:9000"}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: only-b}
+spec:
+  endpoints: [{address: "127.0.0.1:9001"}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: both}
+spec:
+  targetRefs: [{kind: Backend, name: web}, {kind: Backend, name: only-b}]
+  loadBalancer: {type: Random}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shared}
+spec:
+  parentRefs: [{name: a}, {name: b}]
+  rules: [{backendRefs: [{name: web}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b-only}
+spec:
+  parentRefs: [{name: b}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /b}}], backendRefs: [{name: only-b}]}]
+"#;
+
+    #[test]
+    fn a_view_holds_only_what_its_gateway_needs_and_keeps_lines() {
+        let files = vec![SourceFile::new("set.yaml", SET)];
+        let (generation, views) = build_with_views(&files).unwrap();
+        assert_eq!(generation.gateways.len(), 2);
+        assert_eq!(views.len(), 2);
+        let a = views.iter().find(|v| v.gateway.name == "a").unwrap();
+        assert_eq!(a.zone.as_deref(), Some("zone-a"));
+        let text = &a.files[0].contents;
+        assert!(!text.contains("name: b,"), "{text}");
+        assert!(!text.contains("b-only"), "{text}");
+        assert!(!text.contains("only-b}\nspec"), "{text}");
+        assert!(text.contains("name: shared"));
+        assert!(text.contains("kind: BackendPolicy"));
+        // Same line count, and kept documents sit on their original lines.
+        assert_eq!(text.lines().count(), SET.lines().count());
+        let line_of = |s: &str, needle: &str| s.lines().position(|l| l.contains(needle));
+        assert_eq!(line_of(text, "name: shared"), line_of(SET, "name: shared"));
+
+        // The view validates on its own although it names Gateway b and Backend only-b.
+        let gen_a = build_view(&a.files).unwrap();
+        assert_eq!(gen_a.gateways.len(), 1);
+        assert_eq!(gen_a.gateways[0].id.name, "a");
+        assert_eq!(gen_a.backends.len(), 1);
+
+        let b = views.iter().find(|v| v.gateway.name == "b").unwrap();
+        let gen_b = build_view(&b.files).unwrap();
+        assert_eq!(gen_b.backends.len(), 2);
+        assert_eq!(gen_b.gateways[0].ports[0].routes.rule_count(), 2);
+    }
+
+    #[test]
+    fn a_full_build_still_rejects_what_a_view_tolerates() {
+        let dangling = SET.replace("parentRefs: [{name: b}]", "parentRefs: [{name: c}]");
+        let err = crate::build(&[SourceFile::new("set.yaml", dangling.as_str())]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown Gateway default/c"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_view_error_names_the_operators_file_and_line() {
+        let files = vec![SourceFile::new("set.yaml", SET)];
+        let (_, views) = build_with_views(&files).unwrap();
+        let a = views.iter().find(|v| v.gateway.name == "a").unwrap();
+        let broken = a.files[0].contents.replace(
+            "backendRefs: [{name: web}]",
+            "backendRefs: [{name: web, weight: x}]",
+        );
+        let err = build_view(&[SourceFile::new("set.yaml", broken)]).unwrap_err();
+        let line = SET
+            .lines()
+            .position(|l| l.contains("backendRefs: [{name: web}]"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.to_string().contains(&format!("set.yaml:{line}:")),
+            "{err}"
+        );
+    }
+}
