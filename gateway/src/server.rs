@@ -21,7 +21,6 @@ use tracing::{info, warn};
 
 use crate::persist;
 use crate::protocol::Payload;
-use crate::subscribe;
 
 use crate::admin::AdminApp;
 use crate::live::{LiveConfig, Source};
@@ -187,7 +186,7 @@ fn subscribe(
         }
     };
     let from_disk = persisted.and_then(|p| {
-        match subscribe::build(&p).and_then(|g| start(&p, g)) {
+        match sub.build(&p).and_then(|g| start(&p, g)) {
             Ok(live) => {
                 info!(generation = p.generation, "serving the persisted generation; catching up with the control service");
                 Some(live)

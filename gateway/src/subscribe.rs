@@ -4,7 +4,7 @@
 //! generation it has.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use switchyard_config::Generation;
+use switchyard_config::{Builder, Generation};
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
@@ -77,6 +77,8 @@ pub struct Subscriber {
     gateway: Option<String>,
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Reuses the parse of view files unchanged since the last generation.
+    builder: Mutex<Builder>,
 }
 
 fn unix_us(t: SystemTime) -> u64 {
@@ -109,6 +111,7 @@ impl Subscriber {
             gateway,
             base,
             client,
+            builder: Mutex::new(Builder::new()),
         })
     }
 
@@ -247,7 +250,7 @@ impl Subscriber {
                     update,
                 })) => {
                     backoff.reset();
-                    let started = build(&payload).and_then(|g| start(&payload, g));
+                    let started = self.build(&payload).and_then(|g| start(&payload, g));
                     let phase = if update == Update::Stage {
                         Phase::Staged
                     } else {
@@ -298,7 +301,7 @@ impl Subscriber {
         let n = msg.generation;
         match (msg.update, msg.payload) {
             (Update::Apply, Some(payload)) => {
-                let result = build(&payload).and_then(|g| {
+                let result = self.build(&payload).and_then(|g| {
                     live.apply_numbered(g, n)
                         .map(|_| SystemTime::now())
                         .map_err(|e| e.to_string())
@@ -314,7 +317,7 @@ impl Subscriber {
                 }
             }
             (Update::Stage, Some(payload)) => {
-                let result = build(&payload).and_then(|g| {
+                let result = self.build(&payload).and_then(|g| {
                     live.stage(g, n)
                         .map(|()| SystemTime::now())
                         .map_err(|e| e.to_string())
@@ -347,9 +350,15 @@ impl Subscriber {
     }
 }
 
-/// Validates and compiles a payload's view.
-pub fn build(payload: &Payload) -> Result<Generation, String> {
-    switchyard_config::build_view(&payload.source_files()).map_err(|d| d.to_string())
+impl Subscriber {
+    /// Validates and compiles a payload's view.
+    pub fn build(&self, payload: &Payload) -> Result<Generation, String> {
+        self.builder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .build_view(&payload.source_files())
+            .map_err(|d| d.to_string())
+    }
 }
 
 #[cfg(test)]

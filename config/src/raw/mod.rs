@@ -6,7 +6,10 @@ pub(crate) mod route;
 pub(crate) mod split;
 pub(crate) mod switchyard;
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, IgnoredAny};
 
@@ -34,11 +37,33 @@ pub(crate) struct SourceText<'a> {
     pub chunks: Vec<Chunk<'a>>,
 }
 
-/// One parsed object and where it came from.
+/// One parsed object and where it came from. Objects are shared with the [`ParseCache`].
 #[derive(Debug)]
 pub(crate) struct RawDoc {
     pub at: DocRef,
-    pub object: RawObject,
+    pub object: Arc<RawObject>,
+}
+
+/// The parse of files seen before, reused while a file's contents do not change: a set with
+/// one edited file out of 10,000 re-parses one file. Holds only the files of the last parse.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    files: HashMap<PathBuf, CachedFile>,
+}
+
+#[derive(Debug)]
+struct CachedFile {
+    len: usize,
+    hash: u64,
+    /// (document index, object).
+    docs: Vec<(usize, Arc<RawObject>)>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+fn content_hash(contents: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    contents.hash(&mut h);
+    h.finish()
 }
 
 /// The result of stage one.
@@ -64,7 +89,7 @@ struct Outcome {
 /// Documents are independent, so large inputs are parsed on scoped threads (see
 /// [`crate::par`]); results keep file and document order either way. libyaml is the bulk of
 /// a large build's cost.
-pub(crate) fn parse<'a>(files: &[&'a SourceFile]) -> Parsed<'a> {
+pub(crate) fn parse<'a>(files: &[&'a SourceFile], cache: Option<&mut ParseCache>) -> Parsed<'a> {
     let sources: Vec<SourceText<'a>> = files
         .iter()
         .map(|file| SourceText {
@@ -77,33 +102,88 @@ pub(crate) fn parse<'a>(files: &[&'a SourceFile]) -> Parsed<'a> {
             chunks: split::split_documents(&file.contents),
         })
         .collect();
-    let work: Vec<(DocRef, Chunk<'a>)> = sources
-        .iter()
-        .enumerate()
-        .flat_map(|(file, source)| {
+    let hashes: Vec<u64> = match &cache {
+        Some(_) => files.iter().map(|f| content_hash(&f.contents)).collect(),
+        None => Vec::new(),
+    };
+    let cached = |file: usize| -> Option<&CachedFile> {
+        let c = cache.as_ref()?.files.get(&files[file].path)?;
+        (c.len == files[file].contents.len() && c.hash == hashes[file]).then_some(c)
+    };
+    let mut parsed = Parsed {
+        sources: Vec::new(),
+        docs: Vec::new(),
+        diagnostics: Vec::new(),
+    };
+    let mut work: Vec<(DocRef, Chunk<'a>)> = Vec::new();
+    for (file, source) in sources.iter().enumerate() {
+        if let Some(c) = cached(file) {
+            parsed.diagnostics.extend(c.diagnostics.iter().cloned());
+            parsed
+                .docs
+                .extend(c.docs.iter().map(|(doc, object)| RawDoc {
+                    at: DocRef { file, doc: *doc },
+                    object: object.clone(),
+                }));
+            continue;
+        }
+        work.extend(
             source
                 .chunks
                 .iter()
                 .enumerate()
                 .filter(|(_, chunk)| !chunk.is_blank())
-                .map(move |(doc, chunk)| (DocRef { file, doc }, *chunk))
-        })
-        .collect();
+                .map(|(doc, chunk)| (DocRef { file, doc }, *chunk)),
+        );
+    }
     let outcomes = parse_all(&work, &sources);
-    let mut parsed = Parsed {
-        sources,
-        docs: Vec::with_capacity(outcomes.len()),
-        diagnostics: Vec::new(),
-    };
+    let mut fresh: HashMap<usize, CachedFile> = HashMap::new();
     for outcome in outcomes {
+        let entry = fresh.entry(outcome.at.file).or_insert_with(|| CachedFile {
+            len: 0,
+            hash: 0,
+            docs: Vec::new(),
+            diagnostics: Vec::new(),
+        });
+        entry
+            .diagnostics
+            .extend(outcome.diagnostics.iter().cloned());
         parsed.diagnostics.extend(outcome.diagnostics);
         if let Some(object) = outcome.object {
+            let object = Arc::new(object);
+            entry.docs.push((outcome.at.doc, object.clone()));
             parsed.docs.push(RawDoc {
                 at: outcome.at,
                 object,
             });
         }
     }
+    parsed.docs.sort_by_key(|d| d.at);
+    if let Some(cache) = cache {
+        let mut next = HashMap::with_capacity(files.len());
+        for (file, f) in files.iter().enumerate() {
+            let entry = match fresh.remove(&file) {
+                Some(mut e) => {
+                    e.len = f.contents.len();
+                    e.hash = hashes[file];
+                    e
+                }
+                // Unchanged (cached) or without any document (blank).
+                None => match cache.files.remove(&f.path) {
+                    Some(e) if e.len == f.contents.len() && e.hash == hashes[file] => e,
+                    _ => CachedFile {
+                        len: f.contents.len(),
+                        hash: hashes[file],
+                        docs: Vec::new(),
+                        diagnostics: Vec::new(),
+                    },
+                },
+            };
+            next.insert(f.path.clone(), entry);
+        }
+        cache.files = next;
+    }
+    parsed.sources = sources;
     parsed
 }
 

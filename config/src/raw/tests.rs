@@ -16,7 +16,7 @@ fn fast_count() -> usize {
 
 fn parse_one(path: &str, contents: &str) -> (Vec<RawDoc>, Vec<String>) {
     let file = SourceFile::new(path, contents);
-    let parsed = parse(&[&file]);
+    let parsed = parse(&[&file], None);
     let diags = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
     (parsed.docs, diags)
 }
@@ -299,7 +299,7 @@ fn joined_stream_matches_document_by_document_parsing() {
     ];
     let refs: Vec<&SourceFile> = files.iter().collect();
     let before = fast_count();
-    let parsed = parse(&refs);
+    let parsed = parse(&refs, None);
     // a, cart-v1, cart-v2, c and d come out of the stream; e has a type error, f a syntax
     // error, after which g is read on its own.
     assert_eq!(fast_count() - before, 5);
@@ -348,7 +348,7 @@ fn large_inputs_parse_in_parallel_in_order() {
         ));
     }
     let refs: Vec<&SourceFile> = files.iter().collect();
-    let parsed = parse(&refs);
+    let parsed = parse(&refs, None);
     assert_eq!(parsed.docs.len(), 799);
     assert!(parsed.docs.windows(2).all(|w| w[0].at < w[1].at));
     assert_eq!(parsed.diagnostics.len(), 1);
@@ -358,5 +358,46 @@ fn large_inputs_parse_in_parallel_in_order() {
             .starts_with("b/0650.yaml:6:3: Backend metadata.bogus: unknown field `bogus`"),
         "{}",
         parsed.diagnostics[0]
+    );
+}
+
+#[test]
+fn the_cache_reparses_only_changed_files_and_keeps_their_errors() {
+    let backend = |name: &str| {
+        format!(
+            "apiVersion: switchyard.dev/v1alpha1\nkind: Backend\nmetadata: {{name: {name}}}\nspec:\n  endpoints: [{{address: \"127.0.0.1:1\"}}]\n"
+        )
+    };
+    let a = SourceFile::new("a.yaml", backend("a"));
+    let b = SourceFile::new("b.yaml", backend("b"));
+    let bad = SourceFile::new("c.yaml", "kind: [\n");
+    let mut cache = ParseCache::default();
+    let before = fast_count();
+    let first = parse(&[&a, &b, &bad], Some(&mut cache));
+    assert_eq!(fast_count() - before, 2);
+    assert_eq!(first.docs.len(), 2);
+    assert_eq!(first.diagnostics.len(), 1);
+
+    // Unchanged: nothing is parsed again; the bad file's error is still reported.
+    let before = fast_count();
+    let again = parse(&[&a, &b, &bad], Some(&mut cache));
+    assert_eq!(fast_count() - before, 0);
+    assert_eq!(again.docs.len(), 2);
+    assert_eq!(again.diagnostics.len(), 1);
+    assert!(Arc::ptr_eq(&again.docs[0].object, &first.docs[0].object));
+
+    // One edit: only that file.
+    let b2 = SourceFile::new("b.yaml", backend("b2"));
+    let before = fast_count();
+    let edited = parse(&[&a, &b2, &bad], Some(&mut cache));
+    assert_eq!(fast_count() - before, 1);
+    assert_eq!(edited.docs[1].object.metadata.name, "b2");
+    assert_eq!(edited.docs[1].at, DocRef { file: 1, doc: 0 });
+    assert_eq!(
+        build(&[a.clone(), b2.clone()]).map(|g| g.digest).ok(),
+        crate::Builder::new()
+            .build_with_views(&[a, b2])
+            .map(|(g, _)| g.digest)
+            .ok()
     );
 }

@@ -7,7 +7,7 @@
 //! - `metrics`: the Prometheus registry.
 //!
 //! Locks are std mutexes held for short, synchronous sections only, never across an await;
-//! `publish_lock` serializes whole publications so numbers are assigned in order.
+//! `builder` serializes whole publications so numbers are assigned in order.
 
 pub mod api;
 pub mod fleet;
@@ -80,7 +80,9 @@ pub struct Control {
     /// Bumped on every change a waiting poll may care about.
     changed: tokio::sync::watch::Sender<u64>,
     metrics: Metrics,
-    publish_lock: Mutex<()>,
+    /// Held for a whole publication, so numbers are assigned in order; caches the parse of
+    /// unchanged files between builds.
+    builder: Mutex<switchyard_config::Builder>,
     operator_token: String,
     gateway_token: String,
 }
@@ -191,7 +193,7 @@ pub fn run(opts: ControlOptions) -> Result<()> {
         source: Mutex::new(SourceState::default()),
         changed,
         metrics: Metrics::new().context("metrics registry")?,
-        publish_lock: Mutex::new(()),
+        builder: Mutex::new(switchyard_config::Builder::new()),
         operator_token: opts.operator_token.clone(),
         gateway_token: opts.gateway_token.clone(),
     });

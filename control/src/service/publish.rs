@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use switchyard_config::{SourceFile, View};
+use switchyard_config::{Builder, SourceFile, View};
 use switchyard_gateway::protocol::{Payload, WireFile};
 use thiserror::Error;
 use tracing::{error, info, warn};
@@ -119,7 +119,7 @@ struct Origin {
 
 /// Reads the config dir (once stable) and publishes it if it changed and is valid.
 pub fn on_change(ctl: &Control) {
-    let _one_at_a_time = ctl.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
     let dir = &ctl.config_dir;
     let read = switchyard_gateway::watch::read_stable(dir, ctl.settle, || {
         switchyard_config::read_dir(dir)
@@ -136,7 +136,7 @@ pub fn on_change(ctl: &Control) {
         return;
     }
     let started = Instant::now();
-    let built = switchyard_config::build_with_views(&files);
+    let built = builder.build_with_views(&files);
     ctl.metrics
         .build_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -251,7 +251,7 @@ fn publish(
 /// First publication after start: the files on disk, or the last kept generation when they
 /// are unchanged since it (same number) or invalid.
 pub fn startup(ctl: &Control) {
-    let _one_at_a_time = ctl.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
     let dir = &ctl.config_dir;
     let files = switchyard_gateway::watch::read_stable(dir, ctl.settle, || {
         switchyard_config::read_dir(dir)
@@ -265,7 +265,8 @@ pub fn startup(ctl: &Control) {
         .cloned();
     let disk = files.map_err(|e| vec![e.to_string()]).and_then(|files| {
         let digest = switchyard_config::digest(&files);
-        switchyard_config::build_with_views(&files)
+        builder
+            .build_with_views(&files)
             .map(|built| (files, digest, built))
             .map_err(|d| d.iter().map(|d| d.to_string()).collect())
     });
@@ -278,7 +279,7 @@ pub fn startup(ctl: &Control) {
                     generation = meta.generation,
                     "serving the last kept generation"
                 );
-                if let Err(e) = republish_kept(ctl, &meta, None) {
+                if let Err(e) = republish_kept(ctl, &mut builder, &meta, None) {
                     error!(error = %e, "cannot republish the last kept generation");
                 }
             }
@@ -291,7 +292,7 @@ pub fn startup(ctl: &Control) {
             generation = meta.generation,
             "files unchanged since the last run"
         );
-        if let Err(e) = republish_kept(ctl, &meta, Some(disk_digest)) {
+        if let Err(e) = republish_kept(ctl, &mut builder, &meta, Some(disk_digest)) {
             error!(error = %e, "cannot republish the last kept generation");
         }
         return;
@@ -310,11 +311,13 @@ pub fn startup(ctl: &Control) {
 /// Publishes a kept generation again under its own number.
 fn republish_kept(
     ctl: &Control,
+    builder: &mut Builder,
     meta: &Meta,
     disk_digest: Option<String>,
 ) -> Result<u64, PublishError> {
     let files = ctl.store().files(meta.generation)?;
-    let (generation, views) = switchyard_config::build_with_views(&files)
+    let (generation, views) = builder
+        .build_with_views(&files)
         .map_err(|d| PublishError::Invalid(meta.generation, d.to_string()))?;
     let origin = Origin {
         disk_digest: disk_digest.unwrap_or_else(|| meta.disk_digest.clone()),
@@ -326,7 +329,7 @@ fn republish_kept(
 
 /// Republishes a kept generation under a new number; returns (new number, rolled-back-to).
 pub fn rollback(ctl: &Control, target: RollbackTarget) -> Result<(u64, u64), PublishError> {
-    let _one_at_a_time = ctl.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
     let current = ctl.fleet().current().map(|p| p.number);
     let to = match target {
         RollbackTarget::To(n) => n,
@@ -341,7 +344,8 @@ pub fn rollback(ctl: &Control, target: RollbackTarget) -> Result<(u64, u64), Pub
             .ok_or(PublishError::NoPrevious)?,
     };
     let files = ctl.store().files(to)?;
-    let (generation, views) = switchyard_config::build_with_views(&files)
+    let (generation, views) = builder
+        .build_with_views(&files)
         .map_err(|d| PublishError::Invalid(to, d.to_string()))?;
     // The disk still holds the newer files: remember their digest, so that only a real
     // change to them supersedes the rollback.
