@@ -33,6 +33,8 @@ impl AdminApp {
         let gw = rt.gateway();
         json!({
             "generation": rt.info.number,
+            "source": self.live.source().as_str(),
+            "staged": self.live.staged(),
             "digest": rt.info.digest,
             "loaded_at_unix_ms": loaded_at_ms,
             "files": rt.info.files,
