@@ -3,7 +3,10 @@
 
 mod bad_input;
 mod common;
+mod control;
+mod control_load;
 mod filters;
+mod fleet;
 mod protocols;
 mod reload;
 mod routing;

@@ -1,7 +1,7 @@
 //! The control API over HTTP/1.1 (hyper). Every path but `/healthz` needs a bearer token:
 //! gateways use theirs for `/v1/watch` and `/v1/ack`; operators use theirs for `/v1/status`,
-//! `/v1/rollback` and `/metrics`. A missing or wrong token gets 401 before any routing, so it
-//! reveals nothing, not even which paths exist.
+//! `/v1/rollback` and `/metrics`. A missing or wrong token, or the other role's token, gets the
+//! same 401, so it reveals nothing, not even which paths exist.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -80,6 +80,15 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     reply(status, "application/json", body)
 }
 
+fn unauthorized() -> Response<Body> {
+    let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
 /// Who a request's token says it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -126,10 +135,11 @@ async fn route(ctl: &Arc<Control>, req: Request<Incoming>) -> Response<Body> {
             "text/plain; version=0.0.4",
             ctl.metrics.render(),
         ),
-        (_, _, WATCH_PATH | ACK_PATH | "/v1/status" | "/v1/rollback" | "/metrics") => text(
-            StatusCode::FORBIDDEN,
-            format!("{method} {path} is not allowed for this token"),
-        ),
+        // The other role's token: the same 401, so a caller learns nothing about what its
+        // token is good for.
+        (_, _, WATCH_PATH | ACK_PATH | "/v1/status" | "/v1/rollback" | "/metrics") => {
+            unauthorized()
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {method} {path}"),
