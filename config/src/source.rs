@@ -107,14 +107,21 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
             continue;
         }
         let path = entry.path();
-        // Follow symlinks (ConfigMap mounts are symlink farms); `metadata` resolves them.
-        let meta = std::fs::metadata(&path).map_err(|source| SourceError::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        if meta.is_dir() {
+        // The entry's own type needs no stat; only symlinks (ConfigMap mounts are symlink
+        // farms) are resolved with `metadata`.
+        let kind = entry.file_type().map_err(list_err)?;
+        let (is_dir, is_file) = if kind.is_symlink() {
+            let meta = std::fs::metadata(&path).map_err(|source| SourceError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            (meta.is_dir(), meta.is_file())
+        } else {
+            (kind.is_dir(), kind.is_file())
+        };
+        if is_dir {
             collect(&path, out)?;
-        } else if meta.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+        } else if is_file && (name.ends_with(".yaml") || name.ends_with(".yml")) {
             out.push(path);
         }
     }

@@ -46,6 +46,14 @@ pub enum ApplyError {
     NotStaged { wanted: u64, staged: Option<u64> },
 }
 
+/// A completed swap: when it happened and the generation it replaced.
+#[derive(Debug)]
+#[must_use = "pass it to LiveConfig::retire"]
+pub struct Swapped {
+    pub at: SystemTime,
+    old: Arc<Runtime>,
+}
+
 /// What happened to the most recent candidate configuration.
 #[derive(Debug, Clone, Default)]
 pub struct ReloadStatus {
@@ -113,16 +121,18 @@ impl LiveConfig {
             return Ok(None);
         }
         let number = self.last_number.load(Ordering::Relaxed) + 1;
-        self.apply_numbered(config, number).map(Some)
+        let swapped = self.apply_numbered(config, number)?;
+        self.retire(swapped);
+        Ok(Some(number))
     }
 
-    /// Compiles `config` as generation `number` and swaps it in at once.
-    pub fn apply_numbered(&self, config: Generation, number: u64) -> Result<u64, ApplyError> {
+    /// Compiles `config` as generation `number` and swaps it in at once. Pass the result to
+    /// [`LiveConfig::retire`] once the swap has been reported.
+    pub fn apply_numbered(&self, config: Generation, number: u64) -> Result<Swapped, ApplyError> {
         let runtime = self
             .prepare(config, number)
             .inspect_err(|e| self.reject(e.to_string()))?;
-        self.swap(Arc::new(runtime));
-        Ok(number)
+        Ok(self.swap(Arc::new(runtime)))
     }
 
     /// Compiles `config` as generation `number` and holds it for [`LiveConfig::commit`].
@@ -135,8 +145,9 @@ impl LiveConfig {
         Ok(())
     }
 
-    /// Swaps in the staged generation `number`; returns when it was swapped.
-    pub fn commit(&self, number: u64) -> Result<SystemTime, ApplyError> {
+    /// Swaps in the staged generation `number`. Pass the result to [`LiveConfig::retire`] once
+    /// the swap has been reported.
+    pub fn commit(&self, number: u64) -> Result<Swapped, ApplyError> {
         let staged = {
             let mut slot = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
             match slot.take() {
@@ -151,8 +162,7 @@ impl LiveConfig {
                 }
             }
         };
-        self.swap(staged);
-        Ok(SystemTime::now())
+        Ok(self.swap(staged))
     }
 
     /// The number of the staged generation, if any.
@@ -197,9 +207,12 @@ impl LiveConfig {
         Ok(runtime)
     }
 
-    fn swap(&self, runtime: Arc<Runtime>) {
+    /// The atomic store. Freeing the old generation (10,000 routes take tens of ms) and
+    /// pruning state are left to [`LiveConfig::retire`], off the flip.
+    fn swap(&self, runtime: Arc<Runtime>) -> Swapped {
         let number = runtime.info.number;
-        self.current.store(runtime);
+        let old = self.current.swap(runtime);
+        let at = SystemTime::now();
         {
             // A staged generation older than the one in force can never be committed.
             let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
@@ -208,9 +221,16 @@ impl LiveConfig {
             }
         }
         self.last_number.store(number, Ordering::Relaxed);
-        self.registry.prune();
         self.clear_error();
         info!(generation = number, "configuration applied");
+        Swapped { at, old }
+    }
+
+    /// Drops the replaced generation (unless requests still hold it) and prunes per-endpoint
+    /// state nothing refers to any more.
+    pub fn retire(&self, swapped: Swapped) {
+        drop(swapped.old);
+        self.registry.prune();
     }
 
     /// Records a candidate rejected before compilation (e.g. a validation error).

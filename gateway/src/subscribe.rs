@@ -16,7 +16,7 @@ use switchyard_config::{Builder, Generation};
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
-use crate::live::LiveConfig;
+use crate::live::{LiveConfig, Swapped};
 use crate::persist;
 use crate::protocol::{
     Ack, Payload, Phase, Update, WatchQuery, ACK_PATH, GENERATION_HEADER, UPDATE_HEADER,
@@ -330,16 +330,35 @@ impl Subscriber {
             }
             (Update::Commit, _) => {
                 let result = live.commit(n).map_err(|e| e.to_string());
-                let ok = result.is_ok();
-                self.ack(n, Phase::Applied, result).await;
-                if ok {
-                    info!(generation = n, "committed staged generation");
-                    if let Some(p) = staged.take().filter(|p| p.generation == n) {
-                        self.save(&p);
-                    }
-                }
+                let payload = staged.take().filter(|p| p.generation == n);
+                self.report(n, result, live, payload.as_ref()).await;
             }
             (update, None) => warn!(generation = n, ?update, "watch answer without a payload"),
+        }
+    }
+
+    /// Acks a swap (or NACKs its failure) first, then frees the old generation and persists
+    /// the new one: neither delays the ack.
+    async fn report(
+        &self,
+        n: u64,
+        result: Result<Swapped, String>,
+        live: &LiveConfig,
+        payload: Option<&Payload>,
+    ) {
+        match result {
+            Ok(swapped) => {
+                self.ack(n, Phase::Applied, Ok(swapped.at)).await;
+                info!(
+                    generation = n,
+                    "generation from the control service in force"
+                );
+                live.retire(swapped);
+                if let Some(p) = payload {
+                    self.save(p);
+                }
+            }
+            Err(e) => self.ack(n, Phase::Applied, Err(e)).await,
         }
     }
 
@@ -353,11 +372,19 @@ impl Subscriber {
 impl Subscriber {
     /// Validates and compiles a payload's view.
     pub fn build(&self, payload: &Payload) -> Result<Generation, String> {
-        self.builder
+        let started = std::time::Instant::now();
+        let built = self
+            .builder
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .build_view(&payload.source_files())
-            .map_err(|d| d.to_string())
+            .map_err(|d| d.to_string());
+        debug!(
+            generation = payload.generation,
+            build_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "view built"
+        );
+        built
     }
 }
 

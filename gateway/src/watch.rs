@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult, Debouncer};
-use switchyard_config::{list_dir, Diagnostics, Generation};
+use std::sync::mpsc;
+
+use notify::{RecursiveMode, Watcher};
+use std::collections::HashMap;
+
+use switchyard_config::{list_dir, Diagnostics, Generation, SourceError, SourceFile};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -17,17 +21,19 @@ use crate::live::LiveConfig;
 #[derive(Debug, Error)]
 pub enum WatchError {
     #[error("cannot watch {path}: {source}")]
-    Watch {
-        path: String,
-        source: notify_debouncer_mini::notify::Error,
-    },
+    Watch { path: String, source: notify::Error },
+    #[error("cannot start the watch thread: {0}")]
+    Thread(String),
 }
 
 /// How often a read is retried while the files keep changing under it.
 const STABLE_READ_ATTEMPTS: usize = 5;
 
-/// Size and modification time of every file in the set, to detect writes during a read.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// Path, size and modification time of every file in a set.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The set's [`Fingerprint`], to detect writes during a read.
+fn fingerprint(dir: &Path) -> Fingerprint {
     let Ok(paths) = list_dir(dir) else {
         return Vec::new();
     };
@@ -40,6 +46,86 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
             (path, len, modified)
         })
         .collect()
+}
+
+/// A file whose modification time is this close to the read that saw it may still change
+/// without its size or time changing visibly (coarse file-system clocks): it is read again.
+const RACY: Duration = Duration::from_millis(50);
+
+/// Reads a route directory, reusing the contents of files whose size and modification time
+/// did not change since the last read (10,000 files are read in milliseconds instead of a
+/// quarter of a second). A file modified just before a read is never reused from it.
+#[derive(Debug, Default)]
+pub struct DirReader {
+    files: HashMap<PathBuf, CachedFile>,
+}
+
+#[derive(Debug)]
+struct CachedFile {
+    len: u64,
+    modified: SystemTime,
+    contents: String,
+}
+
+impl DirReader {
+    /// [`read_dir`](switchyard_config::read_dir), with the reuse, retried like [`read_stable`]:
+    /// the sizes and times seen while reading are checked once more afterwards.
+    pub fn read_stable(
+        &mut self,
+        dir: &Path,
+        settle: Duration,
+    ) -> Result<Vec<SourceFile>, SourceError> {
+        let mut attempt = 1;
+        loop {
+            let (files, seen) = self.read(dir)?;
+            let settled = !seen.iter().any(|(_, len, _)| *len == 0) && fingerprint(dir) == seen;
+            if settled || attempt >= STABLE_READ_ATTEMPTS {
+                return Ok(files);
+            }
+            attempt += 1;
+            std::thread::sleep(settle);
+        }
+    }
+
+    /// Reads the set; also returns the fingerprint taken while reading.
+    fn read(&mut self, dir: &Path) -> Result<(Vec<SourceFile>, Fingerprint), SourceError> {
+        let paths = list_dir(dir)?;
+        let read_at = SystemTime::now();
+        let mut next = HashMap::with_capacity(paths.len());
+        let mut files = Vec::with_capacity(paths.len());
+        let mut seen = Vec::with_capacity(paths.len());
+        for path in paths {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            seen.push((path.clone(), len, modified));
+            let reusable = self.files.remove(&path).filter(|c| {
+                Some(c.modified) == modified && c.len == len && c.modified + RACY < read_at
+            });
+            let contents = match reusable {
+                Some(c) => c.contents,
+                None => {
+                    let bytes = std::fs::read(&path).map_err(|source| SourceError::ReadFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    String::from_utf8(bytes)
+                        .map_err(|_| SourceError::NotUtf8 { path: path.clone() })?
+                }
+            };
+            if let Some(modified) = modified {
+                let cached = CachedFile {
+                    len,
+                    modified,
+                    contents: contents.clone(),
+                };
+                next.insert(path.clone(), cached);
+            }
+            files.push(SourceFile { path, contents });
+        }
+        self.files = next;
+        Ok((files, seen))
+    }
 }
 
 /// Reads and builds the whole set, retrying while files change under the read.
@@ -89,9 +175,9 @@ pub fn reload(dir: &Path, live: &LiveConfig, settle: Duration) {
     }
 }
 
-/// Keeps the watch alive; dropping it stops watching.
+/// Keeps the watch alive; dropping it stops watching (and ends the debounce thread).
 pub struct DirWatcher {
-    _debouncer: Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+    _watcher: notify::RecommendedWatcher,
 }
 
 /// Watches `dir` recursively and reloads `live` after each burst of changes.
@@ -104,35 +190,66 @@ pub fn watch(
     watch_changes(dir, debounce, move || reload(&watch_dir, &live, debounce))
 }
 
-/// Watches `dir` recursively and calls `on_change` (on the watcher's thread) after each burst
-/// of changes to route files.
+/// Watches `dir` recursively and calls `on_change` (on the watcher's own thread) once route
+/// files have been quiet for `debounce` after a change, or at the latest after
+/// [`MAX_DEBOUNCE_ROUNDS`] debounce periods of continuous changes.
+///
+/// Only changes count: inotify also reports opens and reads (notify's `Access` events), and
+/// counting those would make every re-read of the set trigger the next one.
 pub fn watch_changes(
     dir: PathBuf,
     debounce: Duration,
     on_change: impl Fn() + Send + 'static,
 ) -> Result<DirWatcher, WatchError> {
-    let mut debouncer = new_debouncer(debounce, move |res: DebounceEventResult| match res {
-        Ok(events) => {
-            if events.iter().any(|e| is_route_file(&e.path)) {
-                on_change();
-            }
-        }
-        Err(e) => warn!(error = %e, "file watch error"),
-    })
-    .map_err(|source| WatchError::Watch {
+    let watch_err = |source| WatchError::Watch {
         path: dir.display().to_string(),
         source,
-    })?;
-    debouncer
-        .watcher()
+    };
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) if is_change(&event) => {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "file watch error"),
+        })
+        .map_err(watch_err)?;
+    watcher
         .watch(&dir, RecursiveMode::Recursive)
-        .map_err(|source| WatchError::Watch {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    Ok(DirWatcher {
-        _debouncer: debouncer,
-    })
+        .map_err(watch_err)?;
+    std::thread::Builder::new()
+        .name("switchyard-watch".into())
+        .spawn(move || {
+            // Ends when the watcher (and with it the sender) is dropped.
+            while rx.recv().is_ok() {
+                for _ in 0..MAX_DEBOUNCE_ROUNDS {
+                    match rx.recv_timeout(debounce) {
+                        Ok(()) => continue,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                // Events that arrived during the wait are covered by this read.
+                while rx.try_recv().is_ok() {}
+                on_change();
+            }
+        })
+        .map_err(|e| WatchError::Thread(e.to_string()))?;
+    Ok(DirWatcher { _watcher: watcher })
+}
+
+/// A burst of changes longer than this many debounce periods is read anyway.
+pub const MAX_DEBOUNCE_ROUNDS: usize = 20;
+
+/// A create, modify or remove of a route file (or of a directory, or a rescan request).
+fn is_change(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    match event.kind {
+        EventKind::Access(_) => false,
+        EventKind::Other => true,
+        _ => event.paths.is_empty() || event.paths.iter().any(|p| is_route_file(p)),
+    }
 }
 
 /// Route files and directories (a removed directory may have held route files).
@@ -141,5 +258,34 @@ fn is_route_file(path: &Path) -> bool {
         Some("yaml") | Some("yml") => true,
         Some(_) => false,
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_reuses_stable_files_and_sees_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, "a: 1\n").unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "b: 1\n").unwrap();
+        let mut reader = DirReader::default();
+        let (first, _) = reader.read(dir.path()).unwrap();
+        assert_eq!(first.len(), 2);
+        // Same size, written right after the read: a racy file is read again.
+        std::fs::write(&a, "a: 2\n").unwrap();
+        let (second, _) = reader.read(dir.path()).unwrap();
+        assert_eq!(second[0].contents, "a: 2\n");
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        std::fs::write(dir.path().join("c.yaml"), "c: 1\n").unwrap();
+        let (third, _) = reader.read(dir.path()).unwrap();
+        let names: Vec<_> = third
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a.yaml", "c.yaml"]);
+        assert_eq!(third, switchyard_config::read_dir(dir.path()).unwrap());
     }
 }

@@ -83,6 +83,8 @@ pub struct Control {
     /// Held for a whole publication, so numbers are assigned in order; caches the parse of
     /// unchanged files between builds.
     builder: Mutex<switchyard_config::Builder>,
+    /// Reuses the contents of route files unchanged since the last read.
+    reader: Mutex<switchyard_gateway::watch::DirReader>,
     operator_token: String,
     gateway_token: String,
 }
@@ -94,6 +96,10 @@ impl Control {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, switchyard_gateway::watch::DirReader> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn source(&self) -> MutexGuard<'_, SourceState> {
@@ -194,6 +200,7 @@ pub fn run(opts: ControlOptions) -> Result<()> {
         changed,
         metrics: Metrics::new().context("metrics registry")?,
         builder: Mutex::new(switchyard_config::Builder::new()),
+        reader: Mutex::new(Default::default()),
         operator_token: opts.operator_token.clone(),
         gateway_token: opts.gateway_token.clone(),
     });

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use switchyard_config::{Builder, SourceFile, View};
 use switchyard_gateway::protocol::{Payload, WireFile};
 use thiserror::Error;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::fleet::{unix_ms, Publication, ViewBody};
 use super::store::{Meta, StoreError};
@@ -121,9 +121,8 @@ struct Origin {
 pub fn on_change(ctl: &Control) {
     let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
     let dir = &ctl.config_dir;
-    let read = switchyard_gateway::watch::read_stable(dir, ctl.settle, || {
-        switchyard_config::read_dir(dir)
-    });
+    let t_read = Instant::now();
+    let read = ctl.reader().read_stable(dir, ctl.settle);
     let files = match read {
         Ok(files) => files,
         Err(e) => {
@@ -136,10 +135,16 @@ pub fn on_change(ctl: &Control) {
         return;
     }
     let started = Instant::now();
+    let read_ms = started.duration_since(t_read).as_secs_f64() * 1000.0;
     let built = builder.build_with_views(&files);
-    ctl.metrics
-        .build_seconds
-        .observe(started.elapsed().as_secs_f64());
+    let build_ms = started.elapsed().as_secs_f64() * 1000.0;
+    ctl.metrics.build_seconds.observe(build_ms / 1000.0);
+    debug!(
+        read_ms,
+        build_ms,
+        files = files.len(),
+        "route files read and built"
+    );
     match built {
         Err(diags) => {
             ctl.source().disk_digest = Some(disk_digest);
@@ -202,6 +207,7 @@ fn publish(
         }
     };
     let published_at = SystemTime::now();
+    let t_views = Instant::now();
     let publication = Arc::new(Publication {
         number,
         digest: digest.clone(),
@@ -221,6 +227,7 @@ fn publish(
             at: published_at,
         });
     }
+    let views_ms = t_views.elapsed().as_secs_f64() * 1000.0;
     let events = ctl.fleet().publish(publication, Instant::now());
     ctl.handle(events);
     ctl.notify();
@@ -230,6 +237,7 @@ fn publish(
         generation = number,
         rollback_of = ?origin.rollback_of,
         changed = ?changed_files,
+        views_ms,
         "published"
     );
     if origin.kept.is_none() {
@@ -253,9 +261,7 @@ fn publish(
 pub fn startup(ctl: &Control) {
     let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
     let dir = &ctl.config_dir;
-    let files = switchyard_gateway::watch::read_stable(dir, ctl.settle, || {
-        switchyard_config::read_dir(dir)
-    });
+    let files = ctl.reader().read_stable(dir, ctl.settle);
     let last = ctl
         .store()
         .history()
