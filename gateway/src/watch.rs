@@ -266,6 +266,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn opens_and_reads_are_not_changes() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+        use notify::{Event, EventKind};
+        let yaml = PathBuf::from("/r/routes.yaml");
+        let ev = |kind| Event::new(kind).add_path(yaml.clone());
+        assert!(!is_change(&ev(EventKind::Access(AccessKind::Open(
+            AccessMode::Read
+        )))));
+        assert!(!is_change(&ev(EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        )))));
+        assert!(is_change(&ev(EventKind::Modify(ModifyKind::Any))));
+        assert!(is_change(&ev(EventKind::Create(CreateKind::File))));
+        let other = Event::new(EventKind::Modify(ModifyKind::Any)).add_path("/r/notes.md".into());
+        assert!(!is_change(&other));
+    }
+
+    #[test]
     fn the_reader_reuses_stable_files_and_sees_every_change() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yaml");
