@@ -54,6 +54,23 @@ fn compile(c: &mut Criterion) {
     group.bench_function(BenchmarkId::from_parameter(10_000), |b| {
         b.iter_with_large_drop(|| build(black_box(&files)).expect("synthetic config builds"))
     });
+    // What the control service pays per edit: one route file changed, the rest parsed before
+    // (config::Builder's parse cache), views cut for the one Gateway.
+    let mut builder = switchyard_config::Builder::new();
+    let mut edited = files.clone();
+    builder
+        .build_with_views(&edited)
+        .expect("synthetic config builds");
+    let mut round = 0u32;
+    group.bench_function("one_file_edit/10000", |b| {
+        b.iter_with_large_drop(|| {
+            round += 1;
+            edited[2].contents.push_str(&format!("# edit {round}\n"));
+            builder
+                .build_with_views(black_box(&edited))
+                .expect("synthetic config builds")
+        })
+    });
     group.finish();
 }
 

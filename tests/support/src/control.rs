@@ -1,16 +1,18 @@
 //! The real `switchyard control` service as a child process: spawned with its output in a log file, health-polled, queried with tokens, killed on drop.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use tempfile::TempDir;
+
+use crate::child::LoggedChild;
 
 use crate::client::{self, other, request, H1Conn, Response};
 
@@ -71,13 +73,10 @@ impl fmt::Debug for TokenFiles {
 }
 
 /// A running control service. Killed (SIGKILL) and reaped on drop; its log file lives until then.
+#[derive(Debug)]
 pub struct ControlProcess {
-    child: Child,
+    proc: LoggedChild,
     addr: SocketAddr,
-    bin: PathBuf,
-    log_path: PathBuf,
-    _log_dir: TempDir,
-    status: Option<ExitStatus>,
     /// The operator token found in `--token-file` or `SWITCHYARD_TOKEN`, used by [`Self::status`].
     operator_token: Option<String>,
 }
@@ -117,25 +116,10 @@ impl ControlProcess {
                 .find(|(k, _)| *k == "SWITCHYARD_TOKEN")
                 .map(|(_, v)| v.trim().to_string()),
         };
-        let log_dir = tempfile::Builder::new()
-            .prefix("switchyard-control-")
-            .tempdir()?;
-        let log_path = log_dir.path().join("control.log");
-        let log = File::create(&log_path)?;
-        let child = Command::new(bin)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let proc = LoggedChild::spawn(bin, args, env, "switchyard-control-", "control.log")?;
         Ok(ControlProcess {
-            child,
+            proc,
             addr,
-            bin: bin.to_path_buf(),
-            log_path,
-            _log_dir: log_dir,
-            status: None,
             operator_token,
         })
     }
@@ -176,25 +160,6 @@ impl ControlProcess {
     /// `http://{listen}`: the value for `--control`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn bin(&self) -> &Path {
-        &self.bin
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    /// Everything the process has written to stdout and stderr so far.
-    pub fn logs(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
     }
 
     /// The operator token this process was started with, if known.
@@ -303,75 +268,19 @@ impl ControlProcess {
         );
         r.text()
     }
+}
 
-    /// Sends a signal by name ("TERM", "KILL", ...) with kill(1).
-    pub fn signal(&self, name: &str) -> io::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "kill -{name} {} failed: {status}",
-                self.child.id()
-            )))
-        }
-    }
-
-    /// SIGTERM: asks for a graceful shutdown (then see [`ControlProcess::wait_exit`]).
-    pub fn terminate(&self) -> io::Result<()> {
-        self.signal("TERM")
-    }
-
-    /// SIGKILL and reap; a no-op once the process has exited.
-    pub fn kill(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-        }
-    }
-
-    /// The exit status if the process has exited (reaping it), without waiting.
-    pub fn try_status(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait()?;
-        }
-        Ok(self.status)
-    }
-
-    /// Waits up to `timeout` for the process to exit; None if it is still running.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.try_status() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+/// Process control (logs, signals, exit status) is [`LoggedChild`]'s.
+impl Deref for ControlProcess {
+    type Target = LoggedChild;
+    fn deref(&self) -> &LoggedChild {
+        &self.proc
     }
 }
 
-impl fmt::Debug for ControlProcess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ControlProcess")
-            .field("pid", &self.child.id())
-            .field("bin", &self.bin)
-            .field("addr", &self.addr)
-            .field("log", &self.log_path)
-            .field("status", &self.status)
-            .finish()
-    }
-}
-
-impl Drop for ControlProcess {
-    fn drop(&mut self) {
-        self.kill();
+impl DerefMut for ControlProcess {
+    fn deref_mut(&mut self) -> &mut LoggedChild {
+        &mut self.proc
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod certs;
+pub mod child;
 pub mod client;
 pub mod configdir;
 pub mod control;
@@ -20,6 +21,7 @@ mod tests;
 
 pub use backend::{EchoBackend, RecordedRequest, TlsInfo};
 pub use certs::{TestCa, TestCert};
+pub use child::LoggedChild;
 pub use client::{get, request, try_get, H1Conn, H2Conn, Response, TlsConn};
 pub use configdir::ConfigDir;
 pub use control::{ControlProcess, TokenFiles};

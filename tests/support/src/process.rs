@@ -1,15 +1,13 @@
 //! The real `switchyard gateway` as a child process: spawned with its output in a log file, ready-polled and killed on drop.
 
-use std::fmt;
-use std::fs::{self, File};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::child::LoggedChild;
 use http::StatusCode;
-use tempfile::TempDir;
 
 use crate::client::{self, Response};
 
@@ -25,13 +23,24 @@ pub fn free_port() -> u16 {
 }
 
 /// A running gateway. Killed (SIGKILL) and reaped on drop; its log file lives until then.
+#[derive(Debug)]
 pub struct GatewayProcess {
-    child: Child,
+    proc: LoggedChild,
     admin: SocketAddr,
-    bin: PathBuf,
-    log_path: PathBuf,
-    _log_dir: TempDir,
-    status: Option<ExitStatus>,
+}
+
+/// Process control (logs, signals, exit status) is [`LoggedChild`]'s.
+impl Deref for GatewayProcess {
+    type Target = LoggedChild;
+    fn deref(&self) -> &LoggedChild {
+        &self.proc
+    }
+}
+
+impl DerefMut for GatewayProcess {
+    fn deref_mut(&mut self) -> &mut LoggedChild {
+        &mut self.proc
+    }
 }
 
 impl GatewayProcess {
@@ -55,26 +64,8 @@ impl GatewayProcess {
     /// inherited environment. Fails when `args` lacks a valid `--admin ADDR`.
     pub fn spawn(bin: &Path, args: &[String], env: &[(&str, &str)]) -> io::Result<GatewayProcess> {
         let admin = admin_arg(args)?;
-        let log_dir = tempfile::Builder::new()
-            .prefix("switchyard-gw-")
-            .tempdir()?;
-        let log_path = log_dir.path().join("gateway.log");
-        let log = File::create(&log_path)?;
-        let child = Command::new(bin)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        Ok(GatewayProcess {
-            child,
-            admin,
-            bin: bin.to_path_buf(),
-            log_path,
-            _log_dir: log_dir,
-            status: None,
-        })
+        let proc = LoggedChild::spawn(bin, args, env, "switchyard-gw-", "gateway.log")?;
+        Ok(GatewayProcess { proc, admin })
     }
 
     /// Polls `/ready` until it answers 200; fails early if the process exits.
@@ -107,27 +98,6 @@ impl GatewayProcess {
         self.admin
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The binary this process runs.
-    pub fn bin(&self) -> &Path {
-        &self.bin
-    }
-
-    /// Where stdout and stderr go.
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    /// Everything the process has written to stdout and stderr so far.
-    pub fn logs(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
-    }
-
     /// `GET http://{admin}{path}` on a fresh connection.
     pub async fn admin_get(&self, path: &str) -> io::Result<Response> {
         client::try_get(self.admin, &self.admin.to_string(), path, &[]).await
@@ -147,76 +117,6 @@ impl GatewayProcess {
             self.logs()
         );
         r.json()
-    }
-
-    /// Sends a signal by name ("TERM", "HUP", "INT", ...) with kill(1).
-    pub fn signal(&self, name: &str) -> io::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "kill -{name} {} failed: {status}",
-                self.child.id()
-            )))
-        }
-    }
-
-    /// SIGTERM: asks for a graceful shutdown (then see [`GatewayProcess::wait_exit`]).
-    pub fn terminate(&self) -> io::Result<()> {
-        self.signal("TERM")
-    }
-
-    /// SIGKILL and reap; a no-op once the process has exited.
-    pub fn kill(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-        }
-    }
-
-    /// The exit status if the process has exited (reaping it), without waiting.
-    pub fn try_status(&mut self) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait()?;
-        }
-        Ok(self.status)
-    }
-
-    /// Waits up to `timeout` for the process to exit; None if it is still running.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.try_status() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl fmt::Debug for GatewayProcess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GatewayProcess")
-            .field("pid", &self.child.id())
-            .field("bin", &self.bin)
-            .field("admin", &self.admin)
-            .field("log", &self.log_path)
-            .field("status", &self.status)
-            .finish()
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
