@@ -338,15 +338,19 @@ impl Fleet {
         }
     }
 
-    /// Waits until every running gateway is listed, live and has applied the current
-    /// generation, and the document says `converged`; returns that generation.
-    pub async fn wait_converged(&self, what: &str) -> u64 {
-        let running: Vec<&str> = self
-            .gateways
+    /// The names of the gateways whose process runs.
+    fn running(&self) -> Vec<&str> {
+        self.gateways
             .iter()
             .filter(|g| g.proc.is_some())
             .map(|g| g.name.as_str())
-            .collect();
+            .collect()
+    }
+
+    /// Waits until every running gateway is listed, live and has applied the current
+    /// generation, and the document says `converged`; returns that generation.
+    pub async fn wait_converged(&self, what: &str) -> u64 {
+        let running = self.running();
         let s = self
             .wait_status(&format!("{what}: {running:?} converged"), |s| {
                 all_applied(s, &running, s["generation"].as_u64())
@@ -357,12 +361,7 @@ impl Fleet {
 
     /// Waits for a generation newer than `after` that every running gateway applied.
     pub async fn wait_generation_after(&self, after: u64, what: &str) -> u64 {
-        let running: Vec<&str> = self
-            .gateways
-            .iter()
-            .filter(|g| g.proc.is_some())
-            .map(|g| g.name.as_str())
-            .collect();
+        let running = self.running();
         let s = self
             .wait_status(&format!("{what}: a generation after {after}"), |s| {
                 s["generation"].as_u64().is_some_and(|g| g > after)
