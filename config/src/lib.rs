@@ -120,6 +120,11 @@ impl Builder {
         Self::default()
     }
 
+    /// [`build`], with the cache.
+    pub fn build(&mut self, files: &[SourceFile]) -> Result<Generation, Diagnostics> {
+        build_inner(files, Scope::Full, false, Some(&mut self.cache)).map(|(g, _)| g)
+    }
+
     /// [`build_with_views`], with the cache.
     pub fn build_with_views(
         &mut self,
@@ -196,7 +201,12 @@ const BACKGROUND_DROP_DOCS: usize = 1000;
 
 /// Reads `dir` with [`read_dir`] and [`build`]s the result; a read error becomes a diagnostic.
 pub fn build_dir(dir: &Path) -> Result<Generation, Diagnostics> {
-    let files = read_dir(dir).map_err(|e| {
+    build(&read_dir(dir)?)
+}
+
+/// A read error as a one-line diagnostic naming the path.
+impl From<SourceError> for Diagnostics {
+    fn from(e: SourceError) -> Self {
         Diagnostics(vec![Diagnostic {
             file: e.path().display().to_string(),
             line: 0,
@@ -209,6 +219,5 @@ pub fn build_dir(dir: &Path) -> Result<Generation, Diagnostics> {
                 SourceError::NotUtf8 { .. } => "not UTF-8 text".to_string(),
             },
         }])
-    })?;
-    build(&files)
+    }
 }

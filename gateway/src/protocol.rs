@@ -52,6 +52,12 @@ impl Update {
     }
 }
 
+/// True when `wanted` (`--gateway`: "namespace/name" or a bare "name") names the Gateway
+/// `id` ("namespace/name").
+pub fn gateway_matches(wanted: &str, id: &str) -> bool {
+    wanted == id || id.split_once('/').is_some_and(|(_, name)| name == wanted)
+}
+
 /// One file of a view on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireFile {

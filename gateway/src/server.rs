@@ -20,7 +20,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::persist;
-use crate::protocol::Payload;
+use crate::protocol::{gateway_matches, Payload};
 
 use crate::admin::AdminApp;
 use crate::live::{LiveConfig, Source};
@@ -28,7 +28,7 @@ use crate::proxy::Gateway;
 use crate::runtime::CompileError;
 use crate::subscribe::{SubscribeError, SubscribeOptions, Subscriber};
 use crate::tls::SniResolver;
-use crate::watch::{load_stable, watch, WatchError};
+use crate::watch::{watch, Loader, WatchError};
 
 /// L4 read buffer of TLS listeners: one TLS record.
 const TLS_READ_BUFFER: usize = 16 * 1024;
@@ -82,13 +82,16 @@ pub enum ServeError {
 pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     let (live, _watcher) = match &opts.source {
         ConfigSource::Files { dir, debounce } => {
+            let mut loader = Loader::default();
             let generation =
-                load_stable(dir, *debounce).map_err(|diagnostics| ServeError::Config {
-                    dir: dir.display().to_string(),
-                    diagnostics,
-                })?;
+                loader
+                    .load(dir, *debounce)
+                    .map_err(|diagnostics| ServeError::Config {
+                        dir: dir.display().to_string(),
+                        diagnostics,
+                    })?;
             let live = LiveConfig::start(generation, opts.gateway.clone(), Source::Files, 1)?;
-            let watcher = watch(dir.clone(), live.clone(), *debounce)?;
+            let watcher = watch(dir.clone(), live.clone(), *debounce, loader)?;
             (live, Some(watcher))
         }
         ConfigSource::Control(sub) => (subscribe(sub.clone(), opts.gateway.clone())?, None),
@@ -215,9 +218,4 @@ fn subscribe(
         .spawn(move || rt.block_on(sub.run(follow)))
         .map_err(ServeError::Runtime)?;
     Ok(live)
-}
-
-/// True when `wanted` ("ns/name" or "name") names the Gateway `id` ("ns/name").
-fn gateway_matches(wanted: &str, id: &str) -> bool {
-    wanted == id || id.split_once('/').is_some_and(|(_, name)| name == wanted)
 }

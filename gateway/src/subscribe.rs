@@ -244,25 +244,21 @@ impl Subscriber {
         let mut backoff = Backoff::default();
         loop {
             match self.poll(0, 0).await {
+                // A gateway with nothing applied is never a stage target: it gets `apply`.
                 Ok(Some(Message {
+                    update: Update::Apply,
                     payload: Some(payload),
                     generation,
-                    update,
                 })) => {
                     backoff.reset();
-                    let started = self.build(&payload).and_then(|g| start(&payload, g));
-                    let phase = if update == Update::Stage {
-                        Phase::Staged
-                    } else {
-                        Phase::Applied
-                    };
-                    match started {
+                    match self.build(&payload).and_then(|g| start(&payload, g)) {
                         Ok(t) => {
-                            self.ack(generation, phase, Ok(SystemTime::now())).await;
+                            self.ack(generation, Phase::Applied, Ok(SystemTime::now()))
+                                .await;
                             self.save(&payload);
                             return (payload, t);
                         }
-                        Err(e) => self.ack(generation, phase, Err(e)).await,
+                        Err(e) => self.ack(generation, Phase::Applied, Err(e)).await,
                     }
                 }
                 Ok(_) => backoff.reset(),

@@ -4,7 +4,7 @@
 //! mid-write is never taken for the whole set, and an empty file is given time to fill.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use std::sync::mpsc;
@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use notify::{RecursiveMode, Watcher};
 use std::collections::HashMap;
 
-use switchyard_config::{list_dir, Diagnostics, Generation, SourceError, SourceFile};
+use switchyard_config::{list_dir, Builder, Diagnostics, Generation, SourceError, SourceFile};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -68,8 +68,10 @@ struct CachedFile {
 }
 
 impl DirReader {
-    /// [`read_dir`](switchyard_config::read_dir), with the reuse, retried like [`read_stable`]:
-    /// the sizes and times seen while reading are checked once more afterwards.
+    /// [`read_dir`](switchyard_config::read_dir), with the reuse, retried (`settle` apart) while
+    /// files change under the read: the sizes and times seen while reading are checked once
+    /// more afterwards. An empty file is most often one being rewritten in place, so it gets
+    /// the same settling time.
     pub fn read_stable(
         &mut self,
         dir: &Path,
@@ -128,33 +130,27 @@ impl DirReader {
     }
 }
 
-/// Reads and builds the whole set, retrying while files change under the read.
-pub fn load_stable(dir: &Path, settle: Duration) -> Result<Generation, Diagnostics> {
-    read_stable(dir, settle, || switchyard_config::build_dir(dir))
+/// Reads and builds a route directory incrementally: files unchanged since the last load are
+/// neither read (the [`DirReader`]) nor parsed (the [`Builder`]) again. The standalone gateway
+/// and the control service each keep one.
+#[derive(Debug, Default)]
+pub struct Loader {
+    pub reader: DirReader,
+    pub builder: Builder,
 }
 
-/// Runs `read` (which reads `dir`) until the files did not change during the read, at most
-/// a few times, `settle` apart; returns the last result.
-pub fn read_stable<T>(dir: &Path, settle: Duration, mut read: impl FnMut() -> T) -> T {
-    let mut attempt = 1;
-    loop {
-        let before = fingerprint(dir);
-        let result = read();
-        // An empty file is most often one being rewritten in place (truncated, not yet
-        // written): give it the same settling time as a file that changed during the read.
-        let settled = !before.iter().any(|(_, len, _)| *len == 0) && fingerprint(dir) == before;
-        if settled || attempt >= STABLE_READ_ATTEMPTS {
-            return result;
-        }
-        attempt += 1;
-        std::thread::sleep(settle);
+impl Loader {
+    /// Reads the set once stable and builds it; a read error is a diagnostic naming the path.
+    pub fn load(&mut self, dir: &Path, settle: Duration) -> Result<Generation, Diagnostics> {
+        let files = self.reader.read_stable(dir, settle)?;
+        self.builder.build(&files)
     }
 }
 
 /// Revalidates `dir` and applies it to `live`; errors are logged and the last good
 /// generation keeps serving.
-pub fn reload(dir: &Path, live: &LiveConfig, settle: Duration) {
-    match load_stable(dir, settle) {
+pub fn reload(dir: &Path, live: &LiveConfig, settle: Duration, loader: &mut Loader) {
+    match loader.load(dir, settle) {
         Ok(generation) => match live.apply(generation) {
             Ok(Some(n)) => info!(generation = n, dir = %dir.display(), "reloaded route files"),
             Ok(None) => {}
@@ -180,14 +176,20 @@ pub struct DirWatcher {
     _watcher: notify::RecommendedWatcher,
 }
 
-/// Watches `dir` recursively and reloads `live` after each burst of changes.
+/// Watches `dir` recursively and reloads `live` after each burst of changes, with the
+/// `loader` that loaded the first generation.
 pub fn watch(
     dir: PathBuf,
     live: Arc<LiveConfig>,
     debounce: Duration,
+    loader: Loader,
 ) -> Result<DirWatcher, WatchError> {
     let watch_dir = dir.clone();
-    watch_changes(dir, debounce, move || reload(&watch_dir, &live, debounce))
+    let loader = Mutex::new(loader);
+    watch_changes(dir, debounce, move || {
+        let mut loader = loader.lock().unwrap_or_else(PoisonError::into_inner);
+        reload(&watch_dir, &live, debounce, &mut loader)
+    })
 }
 
 /// Watches `dir` recursively and calls `on_change` (on the watcher's own thread) once route

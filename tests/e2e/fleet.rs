@@ -322,20 +322,10 @@ impl Fleet {
     }
 
     /// Polls `/v1/status` until `done` holds; panics with every log after [`WAIT`].
-    pub async fn wait_status(&self, what: &str, mut done: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = self.status().await;
-            if done(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {WAIT:?} waiting for {what}; last status:\n{s:#}\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    pub async fn wait_status(&self, what: &str, done: impl FnMut(&Value) -> bool) -> Value {
+        self.control()
+            .wait_status(what, WAIT, done, || self.logs())
+            .await
     }
 
     /// The names of the gateways whose process runs.

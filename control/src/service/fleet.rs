@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
-use switchyard_gateway::protocol::{Ack, Phase, Update, WatchQuery};
+use switchyard_gateway::protocol::{gateway_matches, Ack, Phase, Update, WatchQuery};
 
 /// The commit policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -53,15 +53,12 @@ pub struct Publication {
 impl Publication {
     /// The view for a gateway in `zone`, by explicit Gateway name or the zone's only one.
     pub fn view_for(&self, zone: &str, gateway: Option<&str>) -> Result<&ViewBody, String> {
-        let matches_name = |v: &&ViewBody, g: &str| {
-            v.gateway == g || v.gateway.split_once('/').is_some_and(|(_, n)| n == g)
-        };
         match gateway {
             Some(g) => {
                 let view = self
                     .views
                     .iter()
-                    .find(|v| matches_name(v, g))
+                    .find(|v| gateway_matches(g, &v.gateway))
                     .ok_or_else(|| format!("generation {} has no Gateway {g}", self.number))?;
                 match view.zone.as_deref() {
                     Some(z) if z != zone => Err(format!(

@@ -7,7 +7,7 @@
 //! - `metrics`: the Prometheus registry.
 //!
 //! Locks are std mutexes held for short, synchronous sections only, never across an await;
-//! `builder` serializes whole publications so numbers are assigned in order.
+//! `loader` serializes whole publications so numbers are assigned in order.
 
 pub mod api;
 pub mod fleet;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use switchyard_gateway::watch::Loader;
 use tracing::{info, warn};
 
 pub use fleet::Atomic;
@@ -80,11 +81,9 @@ pub struct Control {
     /// Bumped on every change a waiting poll may care about.
     changed: tokio::sync::watch::Sender<u64>,
     metrics: Metrics,
-    /// Held for a whole publication, so numbers are assigned in order; caches the parse of
-    /// unchanged files between builds.
-    builder: Mutex<switchyard_config::Builder>,
-    /// Reuses the contents of route files unchanged since the last read.
-    reader: Mutex<switchyard_gateway::watch::DirReader>,
+    /// Held for a whole publication, so numbers are assigned in order; reuses the contents
+    /// and the parse of files unchanged since the last read.
+    loader: Mutex<Loader>,
     operator_token: String,
     gateway_token: String,
 }
@@ -98,8 +97,9 @@ impl Control {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn reader(&self) -> MutexGuard<'_, switchyard_gateway::watch::DirReader> {
-        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The publication lock, with the loader it guards.
+    fn loader(&self) -> MutexGuard<'_, Loader> {
+        self.loader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn source(&self) -> MutexGuard<'_, SourceState> {
@@ -199,8 +199,7 @@ pub fn run(opts: ControlOptions) -> Result<()> {
         source: Mutex::new(SourceState::default()),
         changed,
         metrics: Metrics::new().context("metrics registry")?,
-        builder: Mutex::new(switchyard_config::Builder::new()),
-        reader: Mutex::new(Default::default()),
+        loader: Mutex::new(Loader::default()),
         operator_token: opts.operator_token.clone(),
         gateway_token: opts.gateway_token.clone(),
     });

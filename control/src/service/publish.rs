@@ -119,10 +119,10 @@ struct Origin {
 
 /// Reads the config dir (once stable) and publishes it if it changed and is valid.
 pub fn on_change(ctl: &Control) {
-    let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
+    let mut loader = ctl.loader();
     let dir = &ctl.config_dir;
     let t_read = Instant::now();
-    let read = ctl.reader().read_stable(dir, ctl.settle);
+    let read = loader.reader.read_stable(dir, ctl.settle);
     let files = match read {
         Ok(files) => files,
         Err(e) => {
@@ -136,7 +136,7 @@ pub fn on_change(ctl: &Control) {
     }
     let started = Instant::now();
     let read_ms = started.duration_since(t_read).as_secs_f64() * 1000.0;
-    let built = builder.build_with_views(&files);
+    let built = loader.builder.build_with_views(&files);
     let build_ms = started.elapsed().as_secs_f64() * 1000.0;
     ctl.metrics.build_seconds.observe(build_ms / 1000.0);
     debug!(
@@ -259,9 +259,9 @@ fn publish(
 /// First publication after start: the files on disk, or the last kept generation when they
 /// are unchanged since it (same number) or invalid.
 pub fn startup(ctl: &Control) {
-    let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
+    let mut loader = ctl.loader();
     let dir = &ctl.config_dir;
-    let files = ctl.reader().read_stable(dir, ctl.settle);
+    let files = loader.reader.read_stable(dir, ctl.settle);
     let last = ctl
         .store()
         .history()
@@ -271,7 +271,8 @@ pub fn startup(ctl: &Control) {
         .cloned();
     let disk = files.map_err(|e| vec![e.to_string()]).and_then(|files| {
         let digest = switchyard_config::digest(&files);
-        builder
+        loader
+            .builder
             .build_with_views(&files)
             .map(|built| (files, digest, built))
             .map_err(|d| d.iter().map(|d| d.to_string()).collect())
@@ -285,7 +286,7 @@ pub fn startup(ctl: &Control) {
                     generation = meta.generation,
                     "serving the last kept generation"
                 );
-                if let Err(e) = republish_kept(ctl, &mut builder, &meta, None) {
+                if let Err(e) = republish_kept(ctl, &mut loader.builder, &meta, None) {
                     error!(error = %e, "cannot republish the last kept generation");
                 }
             }
@@ -298,7 +299,7 @@ pub fn startup(ctl: &Control) {
             generation = meta.generation,
             "files unchanged since the last run"
         );
-        if let Err(e) = republish_kept(ctl, &mut builder, &meta, Some(disk_digest)) {
+        if let Err(e) = republish_kept(ctl, &mut loader.builder, &meta, Some(disk_digest)) {
             error!(error = %e, "cannot republish the last kept generation");
         }
         return;
@@ -335,7 +336,7 @@ fn republish_kept(
 
 /// Republishes a kept generation under a new number; returns (new number, rolled-back-to).
 pub fn rollback(ctl: &Control, target: RollbackTarget) -> Result<(u64, u64), PublishError> {
-    let mut builder = ctl.builder.lock().unwrap_or_else(|e| e.into_inner());
+    let mut loader = ctl.loader();
     let current = ctl.fleet().current().map(|p| p.number);
     let to = match target {
         RollbackTarget::To(n) => n,
@@ -350,7 +351,8 @@ pub fn rollback(ctl: &Control, target: RollbackTarget) -> Result<(u64, u64), Pub
             .ok_or(PublishError::NoPrevious)?,
     };
     let files = ctl.store().files(to)?;
-    let (generation, views) = builder
+    let (generation, views) = loader
+        .builder
         .build_with_views(&files)
         .map_err(|d| PublishError::Invalid(to, d.to_string()))?;
     // The disk still holds the newer files: remember their digest, so that only a real

@@ -216,12 +216,14 @@ impl ControlProcess {
     }
 
     /// Polls `/v1/status` until `done` holds (bounded by `timeout`) and returns that document.
-    /// Panics with `what`, the last document and the logs on timeout.
+    /// Panics with `what`, the last document and `logs()` (e.g. this process's
+    /// [`logs`](LoggedChild::logs), or a whole fleet's) on timeout.
     pub async fn wait_status(
         &self,
         what: &str,
         timeout: Duration,
         mut done: impl FnMut(&serde_json::Value) -> bool,
+        logs: impl Fn() -> String,
     ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
@@ -231,8 +233,8 @@ impl ControlProcess {
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; last status:\n{s:#}\n--- control logs ---\n{}",
-                self.logs()
+                "timed out after {timeout:?} waiting for {what}; last status:\n{s:#}\n{}",
+                logs()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
