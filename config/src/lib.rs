@@ -66,6 +66,7 @@ mod model;
 mod par;
 mod raw;
 mod report;
+mod resilience;
 mod route;
 mod source;
 mod spans;
@@ -78,6 +79,7 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use duration::{parse_duration, DurationError};
 pub use filters::{redirect_location, rewrite_path};
 pub use model::*;
+pub use resilience::*;
 pub use route::{
     Filter, HeaderModifier, Mirror, PathModifier, Redirect, RequestView, RouteMatch, RouteTable,
     Rule, UrlRewrite, WeightedBackend,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::resilience::{CircuitBreaker, HealthCheck, OutlierDetection, RetryBudget};
 use crate::route::RouteTable;
 
 /// A namespaced object name, displayed as `namespace/name`.
@@ -213,10 +214,23 @@ pub struct BackendPolicy {
     pub read_timeout: Option<Duration>,
     /// Timeout between writes to the upstream; default 60s, `None` when set to `0s`.
     pub write_timeout: Option<Duration>,
-    /// How long a pooled connection may stay idle; default 30s.
+    /// How long a pooled connection may stay idle; default 4s, below the 5s keep-alive of
+    /// common backends (Node.js) so the gateway never reuses a connection the backend is closing.
     pub idle_timeout: Duration,
     /// How to speak to the upstream.
     pub protocol: UpstreamProtocol,
+    /// Limits on connections, pending and in-flight requests and retries.
+    pub circuit_breaker: CircuitBreaker,
+    /// Passive health (`None`: endpoints are never ejected).
+    pub outlier: Option<OutlierDetection>,
+    /// Active health checks (`None`: endpoints are assumed healthy).
+    pub health_check: Option<HealthCheck>,
+    /// When fewer than this percentage of endpoints are available (not ejected, not
+    /// unhealthy), the gateway ignores health and balances over all of them; 0 never does,
+    /// and then a backend with no available endpoint answers 503 at once. Default 50.
+    pub panic_threshold: u32,
+    /// How many retries the backend accepts; on by default.
+    pub retry_budget: RetryBudget,
     /// The BackendPolicy that was applied, if any.
     pub source: Option<ObjRef>,
 }
@@ -228,8 +242,13 @@ impl Default for BackendPolicy {
             connect_timeout: Duration::from_secs(3),
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(60)),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(4),
             protocol: UpstreamProtocol::Http1,
+            circuit_breaker: CircuitBreaker::default(),
+            outlier: None,
+            health_check: None,
+            panic_threshold: 50,
+            retry_budget: RetryBudget::default(),
             source: None,
         }
     }
@@ -343,7 +362,7 @@ mod tests {
             (p.read_timeout, p.write_timeout),
             (Some(Duration::from_secs(60)), Some(Duration::from_secs(60)))
         );
-        assert_eq!(p.idle_timeout, Duration::from_secs(30));
+        assert_eq!(p.idle_timeout, Duration::from_secs(4));
         assert_eq!(
             (p.lb, p.protocol, p.source),
             (LbAlgorithm::RoundRobin, UpstreamProtocol::Http1, None)

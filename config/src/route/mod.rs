@@ -13,6 +13,7 @@ mod tests;
 use std::sync::Arc;
 
 use crate::model::{Backend, ObjRef, Retry, Timeouts};
+use crate::resilience::TrafficPolicy;
 
 pub(crate) use host::{HostIndex, HostPattern};
 pub(crate) use matcher::{
@@ -69,6 +70,8 @@ pub struct Rule {
     pub timeouts: Timeouts,
     /// Retry policy.
     pub retry: Option<Retry>,
+    /// The TrafficPolicy that applies (rule-level over route-level), if any.
+    pub traffic: Option<Arc<TrafficPolicy>>,
 }
 
 /// A backend of a rule with its share of traffic.

@@ -76,6 +76,7 @@ pub(crate) fn route(
             total_weight: 0,
             timeouts: Timeouts::default(),
             retry: None,
+            traffic: None,
         };
         rules.push(ValidRule {
             rule: Arc::new(rule),
@@ -313,6 +314,7 @@ fn rule(
         total_weight,
         timeouts,
         retry,
+        traffic: None,
     };
     ok.then(|| ValidRule {
         rule: Arc::new(rule),
