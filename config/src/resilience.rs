@@ -139,8 +139,27 @@ pub struct TrafficPolicy {
     pub downstream_idle_timeout: Option<Duration>,
 }
 
+impl TrafficPolicy {
+    /// This policy over `base`, field by field: each of `rate_limit`, `fault`, `retry`,
+    /// `cohort` and `downstream_idle_timeout` is this policy's when it sets it, else `base`'s.
+    /// The source is this policy's. A rule's policy is its rule-level TrafficPolicy over its
+    /// route-level one.
+    pub fn over(&self, base: &TrafficPolicy) -> TrafficPolicy {
+        TrafficPolicy {
+            source: self.source.clone().or_else(|| base.source.clone()),
+            rate_limit: self.rate_limit.clone().or_else(|| base.rate_limit.clone()),
+            fault: self.fault.clone().or_else(|| base.fault.clone()),
+            retry: self.retry.or(base.retry),
+            cohort: self.cohort.clone().or_else(|| base.cohort.clone()),
+            downstream_idle_timeout: self
+                .downstream_idle_timeout
+                .or(base.downstream_idle_timeout),
+        }
+    }
+}
+
 /// A token bucket: `requests` per `per`, bursting to `burst`, one bucket per key value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RateLimit {
     /// Tokens added per `per`.
     pub requests: u32,

@@ -1,5 +1,11 @@
 //! Endpoint selection within one backend: weighted round robin, weighted random, least request
 //! (power of two choices over in-flight counts) and a consistent-hash ring on a request key.
+//!
+//! Endpoints out of rotation (ejected by outlier detection or failing active health checks)
+//! are skipped: the algorithm's choice stands when available, else the next available endpoint
+//! in a fixed order after it (so a ring-hash key still lands on one stable fallback). When the
+//! available share falls below the backend's panic threshold, health is ignored and every
+//! endpoint takes traffic again. While all endpoints are in rotation this costs one atomic load.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +13,7 @@ use std::sync::Arc;
 use switchyard_config::{Endpoint, LbAlgorithm};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::resilience::clock::now_ms;
 use crate::state::{BackendState, EndpointState};
 
 /// Virtual nodes per unit of weight on the hash ring.
@@ -40,6 +47,17 @@ pub struct Balancer {
     eligible: Vec<u32>,
     strategy: Strategy,
     state: Arc<BackendState>,
+    /// Percent of available endpoints under which health is ignored (0: never).
+    panic_threshold: u32,
+}
+
+/// Why no endpoint was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoPick {
+    /// The backend has no endpoint with weight.
+    Empty,
+    /// Every endpoint is ejected or unhealthy and the panic threshold is 0.
+    NoneHealthy,
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -55,6 +73,7 @@ impl Balancer {
         algorithm: &LbAlgorithm,
         endpoints: Vec<EndpointSlot>,
         state: Arc<BackendState>,
+        panic_threshold: u32,
     ) -> Self {
         let eligible: Vec<u32> = (0..endpoints.len() as u32)
             .filter(|&i| endpoints[i as usize].weight > 0)
@@ -84,15 +103,85 @@ impl Balancer {
             eligible,
             strategy,
             state,
+            panic_threshold,
         }
+    }
+
+    /// The backend's long-lived state.
+    pub fn state(&self) -> &Arc<BackendState> {
+        &self.state
     }
 
     pub fn is_empty(&self) -> bool {
         self.eligible.is_empty()
     }
 
-    /// Picks an endpoint index. `key` is the request's hash key (ring hash only; without one
-    /// the pick is random). `avoid` is an endpoint to skip when another exists (a retry).
+    /// Picks an endpoint among those in rotation (see the module docs). `key` is the request's
+    /// hash key (ring hash only; without one the pick is random). `avoid` is an endpoint to
+    /// skip when another exists (a retry). An endpoint whose ejection just ended is returned
+    /// as its half-open trial.
+    pub fn pick_available(
+        &self,
+        key: Option<&[u8]>,
+        avoid: Option<usize>,
+    ) -> Result<usize, NoPick> {
+        let Some(chosen) = self.pick(key, avoid) else {
+            return Err(NoPick::Empty);
+        };
+        if !self.state.outlier.is_degraded() {
+            return Ok(chosen);
+        }
+        let now = now_ms();
+        let n = self.eligible.len();
+        let available = self
+            .eligible
+            .iter()
+            .filter(|&&i| self.endpoints[i as usize].state.may_serve(now))
+            .count();
+        if (available as u64) * 100 < u64::from(self.panic_threshold) * n as u64 {
+            // Panic: too few endpoints left to carry the load; use them all.
+            return Ok(chosen);
+        }
+        if available == 0 {
+            return Err(NoPick::NoneHealthy);
+        }
+        let skip_avoid = available > 1;
+        let usable =
+            |i: usize| !(skip_avoid && Some(i) == avoid) && self.endpoints[i].state.admit(now);
+        // Draw again so the load of the missing endpoints spreads over the rest; a keyed ring
+        // hash instead walks on from its choice, so the key keeps one stable fallback.
+        let redraw = !(matches!(self.strategy, Strategy::RingHash { .. }) && key.is_some());
+        if usable(chosen) {
+            return Ok(chosen);
+        }
+        if redraw {
+            for _ in 0..2 * n {
+                if let Some(i) = self.pick(key, None) {
+                    if usable(i) {
+                        return Ok(i);
+                    }
+                }
+            }
+        }
+        let start = self
+            .eligible
+            .iter()
+            .position(|&i| i as usize == chosen)
+            .unwrap_or(0);
+        for k in 1..=n {
+            let i = self.eligible[(start + k) % n] as usize;
+            if usable(i) {
+                return Ok(i);
+            }
+        }
+        // The one available endpoint was `avoid`, or its trial was just claimed elsewhere.
+        match avoid {
+            Some(a) if self.endpoints[a].state.admit(now) => Ok(a),
+            _ => Err(NoPick::NoneHealthy),
+        }
+    }
+
+    /// The algorithm's pick, ignoring health.
     pub fn pick(&self, key: Option<&[u8]>, avoid: Option<usize>) -> Option<usize> {
         if self.eligible.is_empty() {
             return None;
@@ -235,7 +324,12 @@ mod tests {
                 weight: w,
             })
             .collect();
-        Balancer::new(&algorithm, slots(&eps, |_| Arc::default()), Arc::default())
+        Balancer::new(
+            &algorithm,
+            slots(&eps, |_| Arc::default()),
+            Arc::default(),
+            50,
+        )
     }
 
     fn histogram(b: &Balancer, n: usize, key: impl Fn(usize) -> Option<Vec<u8>>) -> Vec<usize> {
@@ -286,6 +380,56 @@ mod tests {
             let c = first.iter().filter(|&&x| x == e).count();
             assert!(c > 50, "endpoint {e} got {c} of 300");
         }
+    }
+
+    #[test]
+    fn unavailable_endpoints_are_skipped_until_the_panic_threshold() {
+        use std::sync::atomic::Ordering;
+        let b = balancer(LbAlgorithm::RoundRobin, &[1, 1, 1, 1]);
+        let down = |i: usize| {
+            b.endpoints[i].state.healthy.store(false, Ordering::Relaxed);
+            b.state.outlier.mark_degraded();
+        };
+        down(0);
+        let mut h = [0; 4];
+        for _ in 0..300 {
+            h[b.pick_available(None, None).unwrap()] += 1;
+        }
+        assert_eq!(h[0], 0, "an unhealthy endpoint gets no traffic: {h:?}");
+        assert!(h[1..].iter().all(|&c| c >= 90), "{h:?}");
+        // Retries still avoid the previous endpoint.
+        assert_ne!(b.pick_available(None, Some(1)).unwrap(), 1);
+        // 1 of 4 available is under the 50% panic threshold: everything takes traffic again.
+        down(1);
+        down(2);
+        let mut h = [0; 4];
+        for _ in 0..400 {
+            h[b.pick_available(None, None).unwrap()] += 1;
+        }
+        assert!(
+            h.iter().all(|&c| c == 100),
+            "panic mode spreads over all: {h:?}"
+        );
+        // Threshold 0: never panic; with none available the pick fails.
+        let strict = Balancer::new(
+            &LbAlgorithm::RoundRobin,
+            slots(
+                &[Endpoint {
+                    address: "127.0.0.1:1".parse().unwrap(),
+                    zone: None,
+                    weight: 1,
+                }],
+                |_| Arc::default(),
+            ),
+            Arc::default(),
+            0,
+        );
+        strict.endpoints[0]
+            .state
+            .healthy
+            .store(false, Ordering::Relaxed);
+        strict.state.outlier.mark_degraded();
+        assert_eq!(strict.pick_available(None, None), Err(NoPick::NoneHealthy));
     }
 
     #[test]

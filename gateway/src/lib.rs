@@ -7,6 +7,7 @@
 //! survives every swap.
 
 pub mod admin;
+pub mod attempt;
 pub mod balance;
 pub mod filters;
 pub mod live;
@@ -15,6 +16,7 @@ pub mod persist;
 pub mod protocol;
 pub mod proxy;
 pub mod request;
+pub mod resilience;
 pub mod respond;
 pub mod runtime;
 pub mod server;

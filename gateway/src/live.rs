@@ -11,6 +11,7 @@ use switchyard_config::Generation;
 use thiserror::Error;
 use tracing::{info, warn};
 
+use crate::resilience::health::HealthChecks;
 use crate::runtime::{CompileError, Runtime};
 use crate::state::StateRegistry;
 
@@ -74,6 +75,8 @@ pub struct LiveConfig {
     /// A compiled generation waiting for the control service's commit.
     staged: Mutex<Option<Arc<Runtime>>>,
     status: Mutex<ReloadStatus>,
+    /// Active health checks of the generation in force (`None` if the thread failed to start).
+    health: Option<HealthChecks>,
 }
 
 impl LiveConfig {
@@ -87,7 +90,17 @@ impl LiveConfig {
         let registry = StateRegistry::default();
         let runtime = Runtime::compile(Arc::new(config), gateway.as_deref(), number, &registry)?;
         let bound_ports = runtime.ports().iter().map(|p| p.port).collect();
-        Ok(Arc::new(LiveConfig {
+        let health = match HealthChecks::start() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                warn!(error = %e, "could not start the health-check thread; active health checks are off");
+                None
+            }
+        };
+        if let Some(h) = &health {
+            h.reconcile(runtime.health_targets());
+        }
+        let live = Arc::new(LiveConfig {
             current: ArcSwap::from_pointee(runtime),
             registry,
             gateway,
@@ -96,7 +109,17 @@ impl LiveConfig {
             last_number: AtomicU64::new(number),
             staged: Mutex::new(None),
             status: Mutex::new(ReloadStatus::default()),
-        }))
+            health,
+        });
+        if let Some(h) = &live.health {
+            let weak = Arc::downgrade(&live);
+            h.housekeeping(move || {
+                if let Some(live) = weak.upgrade() {
+                    live.registry.limiters.housekeeping();
+                }
+            });
+        }
+        Ok(live)
     }
 
     /// The generation in force. Load once per request and keep the `Arc` for its whole life.
@@ -211,6 +234,9 @@ impl LiveConfig {
     /// pruning state are left to [`LiveConfig::retire`], off the flip.
     fn swap(&self, runtime: Arc<Runtime>) -> Swapped {
         let number = runtime.info.number;
+        if let Some(h) = &self.health {
+            h.reconcile(runtime.health_targets());
+        }
         let old = self.current.swap(runtime);
         let at = SystemTime::now();
         {

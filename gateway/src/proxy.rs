@@ -1,27 +1,37 @@
 //! The request pipeline as pingora hooks. Each hook is thin and calls the module for its
-//! stage: `request_filter` matches the route and decides local replies, redirects, rewrites
-//! and the backend; `upstream_peer` picks the endpoint; `upstream_request_filter` writes the
-//! forwarding headers and request filters; `response_filter` runs response filters;
-//! `fail_to_proxy` writes the error reply; `logging` records the outcome. The request keeps
-//! the one generation it loaded first for its whole life, retries included.
+//! stage: `request_filter` matches the route, picks the backend (weights and cohorts) and
+//! applies the rule's rate limit, fault injection and the backend's request limit;
+//! `upstream_peer` starts an attempt (breaker permits, backoff, deadline) and picks an
+//! endpoint in rotation; `upstream_request_filter` writes the forwarding headers and request
+//! filters; `upstream_response_filter` judges the attempt (outlier detection, retry on
+//! status); `fail_to_connect` / `error_while_proxy` decide retries of failed attempts (see
+//! `attempt`); `response_filter` runs response filters; `fail_to_proxy` writes the error reply;
+//! `logging` records the outcome. The request keeps the one generation it loaded first for its
+//! whole life, retries included.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{HOST, LOCATION};
+use http::header::{CONTENT_LENGTH, HOST, LOCATION, RETRY_AFTER, SET_COOKIE};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
-use switchyard_config::{redirect_location, rewrite_path, Filter, RequestView, Rule};
+use switchyard_config::{
+    redirect_location, rewrite_path, Filter, RequestView, Rule, TrafficPolicy,
+};
 use tracing::{debug, warn};
 
+use crate::attempt::{self, Attempts, Failure};
+use crate::balance::NoPick;
 use crate::live::LiveConfig;
 use crate::mirror::{MirrorClient, MirrorJob};
 use crate::request::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+use crate::resilience::cohort;
+use crate::resilience::outlier::Outcome;
 use crate::respond::{self, local_reply, Reason};
 use crate::runtime::{BackendRuntime, Runtime};
 use crate::state::InFlight;
@@ -59,13 +69,27 @@ pub struct RequestCtx {
     connect_failed: bool,
     reason: Option<Reason>,
     mirror: Option<MirrorJob>,
+    /// The rule's TrafficPolicy.
+    traffic: Option<Arc<TrafficPolicy>>,
+    /// A sticky-cohort cookie to set on the response.
+    set_cookie: Option<String>,
+    attempts: Attempts,
 }
+
+/// Keep-alive idle time of a client connection when no TrafficPolicy sets one.
+const DEFAULT_DOWNSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// A pingora error type for a response status that is being retried.
+const RETRY_STATUS: pingora::ErrorType = pingora::ErrorType::Custom("retriable status");
 
 /// What `request_filter` decided, computed while the request header is borrowed.
 enum Decision {
     Proxy,
     Reply(u16, Option<Reason>, Option<String>),
 }
+
+/// Extra header of a local reply (`Retry-After`, `Location`).
+type ReplyHeader = Option<(&'static str, String)>;
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
@@ -76,7 +100,7 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 
 impl Gateway {
     /// Matches the request and fills `ctx`; returns what to do next.
-    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Decision {
+    fn route(&self, session: &Session, body_empty: bool, ctx: &mut RequestCtx) -> Decision {
         let runtime = self.live.current();
         let local_port = session
             .server_addr()
@@ -115,10 +139,13 @@ impl Gateway {
             }
         }
 
-        let Some(index) = pick_weighted(&rule) else {
+        let cohort_cfg = rule.traffic.as_ref().and_then(|t| t.cohort.as_ref());
+        let Some(choice) = cohort::choose(&rule, cohort_cfg, &req.headers) else {
             ctx.rule = Some(rule);
             return Decision::Reply(500, Some(Reason::NoBackend), None);
         };
+        let index = choice.index;
+        ctx.set_cookie = choice.set_cookie;
         let chosen = &rule.backends[index];
         let Some(backend) = runtime.backend(&chosen.backend).cloned() else {
             ctx.rule = Some(rule);
@@ -161,26 +188,62 @@ impl Gateway {
         if req.headers.get(X_REQUEST_ID).is_none() {
             ctx.request_id = Some(request::new_request_id());
         }
+        let policy = attempt::policy(&rule);
+        let content_length = req
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        ctx.attempts.replayable = rule.retry.is_some()
+            && attempt::replayable(&req.method, body_empty, content_length, &policy);
+        ctx.attempts.deadline = rule.timeouts.request.map(|t| ctx.started + t);
+        ctx.traffic = rule.traffic.clone();
         ctx.rule = Some(rule);
         ctx.backend = Some((backend, index));
         ctx.runtime = Some(runtime);
         Decision::Proxy
     }
-}
 
-/// A weighted draw among the rule's backendRefs; `None` when no backend takes traffic.
-fn pick_weighted(rule: &Rule) -> Option<usize> {
-    if rule.total_weight == 0 {
-        return None;
-    }
-    let mut draw = fastrand::u32(..rule.total_weight);
-    for (i, b) in rule.backends.iter().enumerate() {
-        if draw < b.weight {
-            return Some(i);
+    /// The rule's rate limit, fault injection and the backend's request limit, in that order.
+    /// `Some` is a local reply to send instead of proxying.
+    async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+    ) -> Option<(u16, Reason, ReplyHeader)> {
+        let (Some(runtime), Some(rule)) = (&ctx.runtime, &ctx.rule) else {
+            return None;
+        };
+        if let Some(limiter) = runtime.limiter(rule) {
+            if let Err(wait) = limiter.check(client_ip(session), &session.req_header().headers) {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let retry_after = Some((RETRY_AFTER.as_str(), secs.max(1).to_string()));
+                return Some((429, Reason::RateLimited, retry_after));
+            }
         }
-        draw -= b.weight;
+        if let Some(fault) = ctx.traffic.as_ref().and_then(|t| t.fault.as_ref()) {
+            if let Some((status, per_million)) = fault.abort {
+                if fastrand::u32(..1_000_000) < per_million {
+                    return Some((status, Reason::FaultAbort, None));
+                }
+            }
+            if let Some((delay, per_million)) = fault.delay {
+                if fastrand::u32(..1_000_000) < per_million {
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        let (backend, _) = ctx.backend.as_ref()?;
+        if let Err(limit) = ctx.attempts.admit(backend) {
+            debug!(backend = %backend.id, limit = limit.as_str(), "circuit breaker open");
+            return Some((
+                503,
+                Reason::Overflow,
+                Some(("x-switchyard-limit", limit.as_str().into())),
+            ));
+        }
+        None
     }
-    None
 }
 
 #[async_trait]
@@ -203,30 +266,46 @@ impl ProxyHttp for Gateway {
             connect_failed: false,
             reason: None,
             mirror: None,
+            traffic: None,
+            set_cookie: None,
+            attempts: Attempts::default(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        match self.route(session, ctx) {
+        let body_empty = session.is_body_empty();
+        let (status, reason, header) = match self.route(session, body_empty, ctx) {
+            Decision::Reply(status, reason, location) => {
+                (status, reason, location.map(|l| (LOCATION.as_str(), l)))
+            }
             Decision::Proxy => {
-                if ctx.mirror.is_some() && session.is_body_empty() {
-                    if let Some(job) = ctx.mirror.take() {
-                        self.mirror.send(job);
+                let idle = ctx
+                    .traffic
+                    .as_ref()
+                    .and_then(|t| t.downstream_idle_timeout)
+                    .unwrap_or(DEFAULT_DOWNSTREAM_IDLE);
+                session.set_keepalive(Some(idle.as_secs().max(1)));
+                match self.admit(session, ctx).await {
+                    Some((status, reason, header)) => (status, Some(reason), header),
+                    None => {
+                        if ctx.attempts.replayable && !body_empty {
+                            session.as_mut().enable_retry_buffering();
+                        }
+                        if ctx.mirror.is_some() && body_empty {
+                            if let Some(job) = ctx.mirror.take() {
+                                self.mirror.send(job);
+                            }
+                        }
+                        return Ok(false);
                     }
                 }
-                Ok(false)
             }
-            Decision::Reply(status, reason, location) => {
-                ctx.reason = reason;
-                let headers: Vec<(&'static str, &str)> = location
-                    .as_deref()
-                    .map(|l| (LOCATION.as_str(), l))
-                    .into_iter()
-                    .collect();
-                local_reply(session, status, reason, &headers).await?;
-                Ok(true)
-            }
-        }
+        };
+        ctx.reason = reason;
+        let headers: Vec<(&'static str, &str)> =
+            header.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        local_reply(session, status, reason, &headers).await?;
+        Ok(true)
     }
 
     async fn request_body_filter(
@@ -254,21 +333,121 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let Some((backend, _)) = &ctx.backend else {
+        let (Some((backend, _)), Some(rule)) = (&ctx.backend, &ctx.rule) else {
             return Err(respond::reason_error(Reason::NoBackend));
         };
+        ctx.in_flight = None;
+        if let Some(wait) = ctx.attempts.backoff(rule.retry.as_ref()) {
+            tokio::time::sleep(wait).await;
+        }
+        if ctx.attempts.remaining().is_some_and(|r| r.is_zero()) {
+            ctx.reason = Some(Reason::RequestTimeout);
+            return Err(respond::reason_error(Reason::RequestTimeout));
+        }
+        if let Err(limit) = ctx.attempts.start(backend) {
+            debug!(backend = %backend.id, limit = limit.as_str(), "circuit breaker open");
+            ctx.reason = Some(Reason::Overflow);
+            return Err(respond::reason_error(Reason::Overflow));
+        }
         let key = backend
             .hash_key
             .as_ref()
             .and_then(|k| request::hash_key(k, &session.req_header().headers, client_ip(session)));
-        let Some(i) = backend.balancer.pick(key.as_deref(), ctx.endpoint) else {
-            ctx.reason = Some(Reason::NoEndpoints);
-            return Err(respond::reason_error(Reason::NoEndpoints));
+        let i = match backend
+            .balancer
+            .pick_available(key.as_deref(), ctx.endpoint)
+        {
+            Ok(i) => i,
+            Err(NoPick::Empty) => {
+                ctx.reason = Some(Reason::NoEndpoints);
+                return Err(respond::reason_error(Reason::NoEndpoints));
+            }
+            Err(NoPick::NoneHealthy) => {
+                ctx.reason = Some(Reason::NoHealthyEndpoints);
+                return Err(respond::reason_error(Reason::NoHealthyEndpoints));
+            }
         };
         ctx.in_flight = Some(InFlight::start(&backend.balancer.endpoints[i].state));
         ctx.endpoint = Some(i);
         ctx.connect_failed = false;
-        Ok(Box::new(backend.peers[i].clone()))
+        ctx.reason = None;
+        let mut peer = backend.peers[i].clone();
+        ctx.attempts
+            .limit_peer(&mut peer, rule, &attempt::policy(rule));
+        Ok(Box::new(peer))
+    }
+
+    #[cfg(unix)]
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.attempts.connected();
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some((backend, _)), Some(rule)) = (&ctx.backend, &ctx.rule) else {
+            return Ok(());
+        };
+        let status = resp.status.as_u16();
+        ctx.attempts
+            .record(backend, ctx.endpoint, attempt::status_outcome(status));
+        if status >= 500
+            && ctx
+                .attempts
+                .should_retry(rule, backend, Failure::Status(status), true)
+        {
+            ctx.attempts.retry_status = true;
+            let mut e = Error::explain(RETRY_STATUS, format!("upstream answered {status}"));
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.attempts.retry_status {
+            // `upstream_response_filter` already granted this retry.
+            e.set_retry(true);
+            return e;
+        }
+        let failure = match e.etype() {
+            pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
+                Failure::Timeout
+            }
+            _ => Failure::Reset,
+        };
+        let retry = match (&ctx.backend, &ctx.rule) {
+            (Some((backend, _)), Some(rule)) => {
+                ctx.attempts
+                    .record(backend, ctx.endpoint, Outcome::GatewayError);
+                let intact = !session.as_ref().retry_buffer_truncated()
+                    && session.response_written().is_none();
+                ctx.attempts.should_retry(rule, backend, failure, intact)
+            }
+            _ => false,
+        };
+        e.set_retry(retry);
+        e
     }
 
     async fn upstream_request_filter(
@@ -317,6 +496,9 @@ impl ProxyHttp for Gateway {
             let per_backend = rule.backends[*i].filters.iter();
             crate::filters::response_headers(resp, rule.filters.iter().chain(per_backend))?;
         }
+        if let Some(cookie) = ctx.set_cookie.take() {
+            resp.append_header(SET_COOKIE, cookie)?;
+        }
         Ok(())
     }
 
@@ -325,10 +507,20 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        e: Box<Error>,
+        mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_failed = true;
         ctx.reason = Some(Reason::UpstreamConnectFailure);
+        let retry = match (&ctx.backend, &ctx.rule) {
+            (Some((backend, _)), Some(rule)) => {
+                ctx.attempts
+                    .record(backend, ctx.endpoint, Outcome::GatewayError);
+                ctx.attempts
+                    .should_retry(rule, backend, Failure::ConnectFailure, true)
+            }
+            _ => false,
+        };
+        e.set_retry(retry);
         e
     }
 
@@ -355,6 +547,7 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.in_flight = None;
+        ctx.attempts.release();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -378,6 +571,8 @@ impl ProxyHttp for Gateway {
                 backend = backend.as_deref().unwrap_or("-"),
                 endpoint = endpoint.as_deref().unwrap_or("-"),
                 error = e.map(|e| e.to_string()).as_deref().unwrap_or("-"),
+                attempts = ctx.attempts.count,
+                retry_denied = ctx.attempts.denied.unwrap_or("-"),
                 elapsed_ms,
                 "request failed"
             );

@@ -20,6 +20,16 @@ pub enum Reason {
     UpstreamConnectFailure,
     UpstreamReset,
     UpstreamTimeout,
+    /// The rule's request timeout passed before a response.
+    RequestTimeout,
+    /// A circuit-breaker limit of the backend is full.
+    Overflow,
+    /// Every endpoint is ejected or unhealthy (and the panic threshold is 0).
+    NoHealthyEndpoints,
+    /// The rule's rate limit refused the request.
+    RateLimited,
+    /// Fault injection answered instead of the backend.
+    FaultAbort,
     BadRequest,
     Internal,
 }
@@ -33,6 +43,11 @@ impl Reason {
             Reason::UpstreamConnectFailure => "upstream_connect_failure",
             Reason::UpstreamReset => "upstream_reset",
             Reason::UpstreamTimeout => "timeout",
+            Reason::RequestTimeout => "request_timeout",
+            Reason::Overflow => "upstream_overflow",
+            Reason::NoHealthyEndpoints => "no_healthy_endpoints",
+            Reason::RateLimited => "rate_limited",
+            Reason::FaultAbort => "fault_abort",
             Reason::BadRequest => "bad_request",
             Reason::Internal => "internal",
         }
@@ -46,7 +61,9 @@ impl Reason {
             Reason::NoBackend | Reason::NoEndpoints | Reason::Internal => 500,
             Reason::UpstreamConnectFailure => 503,
             Reason::UpstreamReset => 502,
-            Reason::UpstreamTimeout => 504,
+            Reason::UpstreamTimeout | Reason::RequestTimeout => 504,
+            Reason::Overflow | Reason::NoHealthyEndpoints | Reason::FaultAbort => 503,
+            Reason::RateLimited => 429,
             Reason::BadRequest => 400,
         }
     }

@@ -9,10 +9,13 @@ use std::time::SystemTime;
 use pingora::upstreams::peer::HttpPeer;
 use switchyard_config::{
     Backend, GatewayConfig, Generation, HashKey, LbAlgorithm, ListenerProtocol, ObjRef, PortConfig,
+    Rule,
 };
 use thiserror::Error;
 
 use crate::balance::{slots, Balancer};
+use crate::resilience::health::Target;
+use crate::resilience::ratelimit::Limiter;
 use crate::state::StateRegistry;
 use crate::tls::{load_certified_key, SniCertificates, TlsError};
 
@@ -52,6 +55,8 @@ pub struct PortRuntime {
 #[derive(Debug)]
 pub struct BackendRuntime {
     pub id: ObjRef,
+    /// The backend as configured (endpoints and policy).
+    pub config: Arc<Backend>,
     pub balancer: Balancer,
     /// Prepared peers, aligned with `balancer.endpoints`.
     pub peers: Vec<HttpPeer>,
@@ -67,6 +72,8 @@ pub struct Runtime {
     ports: Vec<PortRuntime>,
     /// Keyed by the address of the config's `Arc<Backend>`, which lives as long as `config`.
     backends: HashMap<usize, Arc<BackendRuntime>>,
+    /// Rate limiters of the rules that have one, keyed by the address of the `Arc<Rule>`.
+    limiters: HashMap<usize, Arc<Limiter>>,
 }
 
 fn backend_key(b: &Arc<Backend>) -> usize {
@@ -101,6 +108,16 @@ impl Runtime {
             let rt = compile_backend(b, registry)?;
             backends.insert(backend_key(b), Arc::new(rt));
         }
+        let mut limiters = HashMap::new();
+        for port in &gw.ports {
+            for rule in port.routes.rules() {
+                let limit = rule.traffic.as_ref().and_then(|t| t.rate_limit.as_ref());
+                if let Some(limit) = limit {
+                    let l = registry.limiters.get(&rule.route, rule.rule_index, limit);
+                    limiters.insert(Arc::as_ptr(rule) as usize, l);
+                }
+            }
+        }
         let info = GenerationInfo {
             number,
             digest: config.digest.clone(),
@@ -112,6 +129,7 @@ impl Runtime {
             gateway_index,
             ports,
             backends,
+            limiters,
             config,
         })
     }
@@ -137,6 +155,34 @@ impl Runtime {
     pub fn backend(&self, b: &Arc<Backend>) -> Option<&Arc<BackendRuntime>> {
         self.backends.get(&backend_key(b))
     }
+
+    /// The rate limiter of a rule of this generation, if its TrafficPolicy has one.
+    pub fn limiter(&self, rule: &Arc<Rule>) -> Option<&Arc<Limiter>> {
+        if self.limiters.is_empty() {
+            return None;
+        }
+        self.limiters.get(&(Arc::as_ptr(rule) as usize))
+    }
+
+    /// Every endpoint with an active health check, for the health thread.
+    pub fn health_targets(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        for b in self.backends.values() {
+            let Some(check) = &b.config.policy.health_check else {
+                continue;
+            };
+            for e in &b.balancer.endpoints {
+                out.push(Target {
+                    backend: b.id.clone(),
+                    address: e.address,
+                    check: check.clone(),
+                    endpoint: e.state.clone(),
+                    backend_state: b.balancer.state().clone(),
+                });
+            }
+        }
+        out
+    }
 }
 
 fn port_certificates(p: &PortConfig) -> Result<Option<SniCertificates>, CompileError> {
@@ -159,7 +205,10 @@ fn port_certificates(p: &PortConfig) -> Result<Option<SniCertificates>, CompileE
     Ok(Some(sni))
 }
 
-fn compile_backend(b: &Backend, registry: &StateRegistry) -> Result<BackendRuntime, CompileError> {
+fn compile_backend(
+    b: &Arc<Backend>,
+    registry: &StateRegistry,
+) -> Result<BackendRuntime, CompileError> {
     let slots = slots(&b.endpoints, |addr| registry.endpoint(&b.id, addr));
     let peers = b
         .endpoints
@@ -176,7 +225,13 @@ fn compile_backend(b: &Backend, registry: &StateRegistry) -> Result<BackendRunti
     };
     Ok(BackendRuntime {
         id: b.id.clone(),
-        balancer: Balancer::new(&b.policy.lb, slots, registry.backend(&b.id)),
+        config: b.clone(),
+        balancer: Balancer::new(
+            &b.policy.lb,
+            slots,
+            registry.backend(&b.id),
+            b.policy.panic_threshold,
+        ),
         peers,
         hash_key,
     })

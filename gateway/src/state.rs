@@ -4,19 +4,57 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use switchyard_config::ObjRef;
 
+use crate::resilience::breaker::BreakerState;
+use crate::resilience::budget::BudgetState;
+use crate::resilience::outlier::{BackendOutlier, OutlierState};
+use crate::resilience::ratelimit::Limiters;
+
 /// Counters of one endpoint (backend name plus address). Updated with atomics on the hot path.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EndpointState {
     in_flight: AtomicU64,
     requests: AtomicU64,
+    /// Passive health.
+    pub outlier: OutlierState,
+    /// Active health: false once the health check's unhealthy threshold is reached.
+    pub healthy: AtomicBool,
+}
+
+impl Default for EndpointState {
+    fn default() -> Self {
+        Self {
+            in_flight: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            outlier: OutlierState::default(),
+            // New endpoints take traffic until a health check says otherwise.
+            healthy: AtomicBool::new(true),
+        }
+    }
 }
 
 impl EndpointState {
+    /// Whether the active health check passes (or there is none).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether the endpoint may take a request now (healthy, not ejected), without claiming
+    /// a half-open trial.
+    pub fn may_serve(&self, now_ms: u64) -> bool {
+        self.is_healthy() && self.outlier.may_serve(now_ms)
+    }
+
+    /// Like [`may_serve`](Self::may_serve), but claims the half-open trial of an endpoint whose
+    /// ejection has ended: the caller must send the request there.
+    pub fn admit(&self, now_ms: u64) -> bool {
+        self.is_healthy() && self.outlier.admit(now_ms)
+    }
+
     /// Requests currently sent to this endpoint and not yet finished.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
@@ -46,10 +84,14 @@ impl Drop for InFlight {
     }
 }
 
-/// Balancer state of one backend (round-robin position).
+/// State of one backend: round-robin position, breaker counters, retry budget and the
+/// passive-health summary.
 #[derive(Debug, Default)]
 pub struct BackendState {
     cursor: AtomicUsize,
+    pub breaker: BreakerState,
+    pub budget: BudgetState,
+    pub outlier: BackendOutlier,
 }
 
 impl BackendState {
@@ -67,6 +109,8 @@ type EndpointKey = (ObjRef, SocketAddr);
 pub struct StateRegistry {
     backends: Mutex<HashMap<ObjRef, Arc<BackendState>>>,
     endpoints: Mutex<HashMap<EndpointKey, Arc<EndpointState>>>,
+    /// Rate limiters by rule and limit.
+    pub limiters: Limiters,
 }
 
 impl StateRegistry {
@@ -93,6 +137,8 @@ impl StateRegistry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         e.retain(|_, s| Arc::strong_count(s) > 1 || s.in_flight() > 0);
+        drop(e);
+        self.limiters.housekeeping();
     }
 
     pub fn endpoint_count(&self) -> usize {
