@@ -1,5 +1,6 @@
 //! The admin listener: liveness (`/healthz`), readiness (`/ready`, once a generation is
-//! loaded) and the generation in force (`/config`).
+//! loaded), the generation in force (`/config`) and the resilience state of every backend and
+//! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -11,6 +12,8 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::live::LiveConfig;
+use crate::resilience::breaker::Limit;
+use crate::resilience::clock::now_ms;
 
 pub struct AdminApp {
     live: Arc<LiveConfig>,
@@ -52,6 +55,46 @@ impl AdminApp {
     }
 }
 
+impl AdminApp {
+    fn backends_json(&self) -> serde_json::Value {
+        let rt = self.live.current();
+        let now = now_ms();
+        let backends: Vec<serde_json::Value> = rt
+            .backend_runtimes()
+            .map(|b| {
+                let state = b.balancer.state();
+                let endpoints: Vec<serde_json::Value> = b
+                    .balancer
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "address": e.address.to_string(),
+                            "zone": e.zone,
+                            "weight": e.weight,
+                            "healthy": e.state.is_healthy(),
+                            "ejected": e.state.outlier.is_ejected(),
+                            "ejections": e.state.outlier.ejections(),
+                            "available": e.state.may_serve(now),
+                            "in_flight": e.state.in_flight(),
+                            "requests": e.state.requests(),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "backend": b.id.to_string(),
+                    "requests_in_flight": state.breaker.current(Limit::Requests),
+                    "pending": state.breaker.current(Limit::Pending),
+                    "connections": state.breaker.current(Limit::Connections),
+                    "retries_in_flight": state.breaker.current(Limit::Retries),
+                    "endpoints": endpoints,
+                })
+            })
+            .collect();
+        json!({ "generation": rt.info.number, "backends": backends })
+    }
+}
+
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -74,6 +117,10 @@ impl ServeHttp for AdminApp {
             "/ready" => reply(StatusCode::OK, "text/plain", b"ready\n".to_vec()),
             "/config" => {
                 let body = serde_json::to_vec_pretty(&self.config_json()).unwrap_or_default();
+                reply(StatusCode::OK, "application/json", body)
+            }
+            "/backends" => {
+                let body = serde_json::to_vec_pretty(&self.backends_json()).unwrap_or_default();
                 reply(StatusCode::OK, "application/json", body)
             }
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),

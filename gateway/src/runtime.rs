@@ -156,6 +156,14 @@ impl Runtime {
         self.backends.get(&backend_key(b))
     }
 
+    /// Every backend of the generation, sorted by id.
+    pub fn backend_runtimes(&self) -> impl Iterator<Item = &Arc<BackendRuntime>> {
+        self.config
+            .backends
+            .values()
+            .filter_map(|b| self.backends.get(&backend_key(b)))
+    }
+
     /// The rate limiter of a rule of this generation, if its TrafficPolicy has one.
     pub fn limiter(&self, rule: &Arc<Rule>) -> Option<&Arc<Limiter>> {
         if self.limiters.is_empty() {
