@@ -1,8 +1,9 @@
 //! Per-gateway views of a configuration set: the documents one Gateway needs and nothing else.
 //!
 //! A view holds the Gateway itself, the HTTPRoutes whose parentRefs name it, the Backends those
-//! routes send to (backendRefs and mirrors), the BackendPolicies targeting those Backends and
-//! the TLSCertificates its listeners use. Views are cut from the operator's files document by
+//! routes send to (backendRefs and mirrors), the BackendPolicies targeting those Backends, the
+//! TrafficPolicies targeting those routes (or their rules) and the TLSCertificates its
+//! listeners use. Views are cut from the operator's files document by
 //! document: every file keeps its path, and every left-out document is replaced by as many
 //! empty lines as it had, so a gateway validating its view reports the operator's own file,
 //! line and column, and precedence (file path, then order in the file) is unchanged.
@@ -51,12 +52,15 @@ struct Index {
     by_id: HashMap<(Kind, ObjRef), usize>,
     /// Policy document indexes by the Backend they target.
     policies: HashMap<ObjRef, Vec<usize>>,
+    /// TrafficPolicy document indexes by the HTTPRoute they target.
+    traffic: HashMap<ObjRef, Vec<usize>>,
 }
 
 impl Index {
     fn new(docs: &[RawDoc]) -> Self {
         let mut by_id = HashMap::new();
         let mut policies: HashMap<ObjRef, Vec<usize>> = HashMap::new();
+        let mut traffic: HashMap<ObjRef, Vec<usize>> = HashMap::new();
         for (i, doc) in docs.iter().enumerate() {
             let Some(kind) = doc.object.kind else {
                 continue;
@@ -73,8 +77,22 @@ impl Index {
                         .push(i);
                 }
             }
+            if let Spec::TrafficPolicy(p) = &doc.object.spec {
+                for t in &p.target_refs {
+                    let ns = t.namespace.as_deref().unwrap_or(&meta.namespace);
+                    let list = traffic.entry(ObjRef::new(ns, &t.name)).or_default();
+                    // A policy naming a route and one of its rules is taken once.
+                    if list.last() != Some(&i) {
+                        list.push(i);
+                    }
+                }
+            }
         }
-        Index { by_id, policies }
+        Index {
+            by_id,
+            policies,
+            traffic,
+        }
     }
 
     /// Every document the Gateway at `gateway` needs.
@@ -99,6 +117,10 @@ impl Index {
                 continue;
             }
             out.insert(doc.at);
+            let route_id = ObjRef::new(ns, &doc.object.metadata.name);
+            for &p in self.traffic.get(&route_id).into_iter().flatten() {
+                out.insert(docs[p].at);
+            }
             route_backends(route, ns, &mut backends);
         }
         for backend in &backends {
@@ -246,6 +268,52 @@ spec:
         let gen_b = build_view(&b.files).unwrap();
         assert_eq!(gen_b.backends.len(), 2);
         assert_eq!(gen_b.gateways[0].ports[0].routes.rule_count(), 2);
+    }
+
+    #[test]
+    fn a_view_holds_the_traffic_policies_of_its_routes() {
+        let set = SET.replace("rules: [{matches:", "rules: [{name: main, matches:")
+            + r#"---
+apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: shaping}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: shared}, {kind: HTTPRoute, name: b-only}]
+  rateLimit: {requests: 10, per: 1s, key: {clientIP: true}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: b-faults}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: b-only, sectionName: main}]
+  fault: {abort: {httpStatus: 503, percentage: 1}}
+"#;
+        let files = vec![SourceFile::new("set.yaml", set.as_str())];
+        let (_, views) = build_with_views(&files).unwrap();
+        let a = views.iter().find(|v| v.gateway.name == "a").unwrap();
+        let text = &a.files[0].contents;
+        assert!(text.contains("name: shaping"), "{text}");
+        assert!(!text.contains("b-faults"), "{text}");
+        assert_eq!(text.lines().count(), set.lines().count());
+        // The view builds although `shaping` also names a route outside it.
+        let gen_a = build_view(&a.files).unwrap_or_else(|e| panic!("{e}"));
+        let rule = gen_a.gateways[0].ports[0].routes.rules().next().unwrap();
+        let traffic = rule.traffic.as_ref().unwrap();
+        assert_eq!(traffic.source.as_ref().unwrap().name, "shaping");
+        assert_eq!(traffic.rate_limit.as_ref().unwrap().requests, 10);
+
+        let b = views.iter().find(|v| v.gateway.name == "b").unwrap();
+        let text = &b.files[0].contents;
+        assert!(text.contains("name: shaping") && text.contains("name: b-faults"));
+        let gen_b = build_view(&b.files).unwrap_or_else(|e| panic!("{e}"));
+        let main = gen_b.gateways[0].ports[0]
+            .routes
+            .rules()
+            .find(|r| r.name.as_deref() == Some("main"))
+            .unwrap();
+        let traffic = main.traffic.as_ref().unwrap();
+        assert_eq!(traffic.source.as_ref().unwrap().name, "b-faults");
+        assert!(traffic.rate_limit.is_some() && traffic.fault.is_some());
     }
 
     #[test]

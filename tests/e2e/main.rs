@@ -10,3 +10,4 @@ mod fleet;
 mod protocols;
 mod reload;
 mod routing;
+mod traffic;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::gateway::GatewaySpec;
 use super::route::HttpRouteSpec;
-use super::switchyard::{BackendPolicySpec, BackendSpec, TlsCertificateSpec};
+use super::switchyard::{BackendPolicySpec, BackendSpec, TlsCertificateSpec, TrafficPolicySpec};
 
 /// The supported object kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,22 +18,26 @@ pub(crate) enum Kind {
     Backend,
     BackendPolicy,
     TlsCertificate,
+    TrafficPolicy,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::Gateway,
         Kind::HttpRoute,
         Kind::Backend,
         Kind::BackendPolicy,
         Kind::TlsCertificate,
+        Kind::TrafficPolicy,
     ];
 
     /// The `apiVersion` the kind is served under.
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Kind::Gateway | Kind::HttpRoute => "gateway.networking.k8s.io/v1",
-            Kind::Backend | Kind::BackendPolicy | Kind::TlsCertificate => "switchyard.dev/v1alpha1",
+            Kind::Backend | Kind::BackendPolicy | Kind::TlsCertificate | Kind::TrafficPolicy => {
+                "switchyard.dev/v1alpha1"
+            }
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Backend => "Backend",
             Kind::BackendPolicy => "BackendPolicy",
             Kind::TlsCertificate => "TLSCertificate",
+            Kind::TrafficPolicy => "TrafficPolicy",
         }
     }
 
@@ -105,8 +110,10 @@ pub(crate) enum Spec {
     Gateway(GatewaySpec),
     HttpRoute(HttpRouteSpec),
     Backend(BackendSpec),
-    BackendPolicy(BackendPolicySpec),
+    // The policy specs are boxed: they are large, and rare next to routes.
+    BackendPolicy(Box<BackendPolicySpec>),
     TlsCertificate(TlsCertificateSpec),
+    TrafficPolicy(Box<TrafficPolicySpec>),
     /// apiVersion/kind not supported: the spec was skipped (validation reports it).
     Unsupported,
     /// `spec` came before `apiVersion`/`kind`: the parser reads the document again knowing the kind.
@@ -290,5 +297,6 @@ fn next_spec<'de, A: MapAccess<'de>>(map: &mut A, kind: Kind) -> Result<Spec, A:
         Kind::Backend => Spec::Backend(map.next_value()?),
         Kind::BackendPolicy => Spec::BackendPolicy(map.next_value()?),
         Kind::TlsCertificate => Spec::TlsCertificate(map.next_value()?),
+        Kind::TrafficPolicy => Spec::TrafficPolicy(map.next_value()?),
     })
 }

@@ -135,6 +135,74 @@ spec:
 }
 
 #[test]
+fn policy_kinds_parse_and_their_mistakes_are_positioned() {
+    let yaml = "\
+apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: t, namespace: shop}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: cart, sectionName: api}]
+  fault: {delay: {fixedDelay: 1s, percentage: 12.5}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  targetRefs: [{kind: Backend, name: cart-v1}]
+  healthCheck:
+    http: {path: /, expectedStatuses: [204, \"200-299\", \"301\"]}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: typo, namespace: shop}
+spec:
+  targetRefs: [{kind: Backend, name: cart-v1}]
+  outlierDetection:
+    consecutive5XX: 3
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: typed, namespace: shop}
+spec:
+  targetRefs: [{kind: HTTPRoute, name: cart}]
+  fault: {abort: {httpStatus: 503, percentage: \"5%\"}}
+";
+    let (docs, diags) = parse_one("p.yaml", yaml);
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0].object.kind, Some(Kind::TrafficPolicy));
+    match &docs[0].object.spec {
+        Spec::TrafficPolicy(t) => {
+            assert_eq!(t.target_refs[0].section_name.as_deref(), Some("api"));
+            let delay = t.fault.as_ref().and_then(|f| f.delay.as_ref()).unwrap();
+            assert_eq!((delay.fixed_delay.as_str(), delay.percentage), ("1s", 12.5));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &docs[1].object.spec {
+        Spec::BackendPolicy(p) => {
+            let http = p
+                .health_check
+                .as_ref()
+                .and_then(|h| h.http.as_ref())
+                .unwrap();
+            use switchyard::RawStatus::{Code, Text};
+            assert_eq!(
+                http.expected_statuses.as_deref().unwrap(),
+                [Code(204), Text("200-299".into()), Text("301".into())]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        diags,
+        [
+            "p.yaml:22:5: BackendPolicy shop/typo spec.outlierDetection.consecutive5XX: unknown field `consecutive5XX`, expected one of `consecutive5xx`, `consecutiveGatewayErrors`, `successRate`, `interval`, `baseEjectionTime`, `maxEjectionTime`, `maxEjectionPercent`",
+            "p.yaml:29:48: TrafficPolicy shop/typed spec.fault.abort.percentage: invalid type: string \"5%\", expected f64",
+        ]
+    );
+}
+
+#[test]
 fn type_errors_and_bad_enum_values() {
     let yaml = "\
 apiVersion: gateway.networking.k8s.io/v1
@@ -266,7 +334,7 @@ spec: {}
     assert_eq!(lines.len(), 2);
     assert_eq!(
         lines[0],
-        "k.yaml:2:7: GRPCRoute default/g kind: unsupported apiVersion/kind \"gateway.networking.k8s.io/v1\" \"GRPCRoute\" (supported: gateway.networking.k8s.io/v1 Gateway, gateway.networking.k8s.io/v1 HTTPRoute, switchyard.dev/v1alpha1 Backend, switchyard.dev/v1alpha1 BackendPolicy, switchyard.dev/v1alpha1 TLSCertificate)"
+        "k.yaml:2:7: GRPCRoute default/g kind: unsupported apiVersion/kind \"gateway.networking.k8s.io/v1\" \"GRPCRoute\" (supported: gateway.networking.k8s.io/v1 Gateway, gateway.networking.k8s.io/v1 HTTPRoute, switchyard.dev/v1alpha1 Backend, switchyard.dev/v1alpha1 BackendPolicy, switchyard.dev/v1alpha1 TLSCertificate, switchyard.dev/v1alpha1 TrafficPolicy)"
     );
     assert!(lines[1].starts_with("k.yaml:7:13: Ingress default/i apiVersion: unsupported apiVersion/kind \"networking.k8s.io/v1\" \"Ingress\""), "{}", lines[1]);
 }

@@ -245,6 +245,7 @@ fn policy(
             UpstreamProtocol::Http1
         }
     };
+    super::resilience::apply(spec, site, &mut policy, rep);
     policy
 }
 
@@ -299,8 +300,7 @@ fn load_balancer(lb: &RawLoadBalancer, site: &Site, rep: &mut Reporter<'_>) -> O
             }
         }
     } else if let Some(cookie) = &hash.cookie {
-        let token = |b: u8| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b);
-        if cookie.is_empty() || !cookie.bytes().all(token) {
+        if !super::resilience::is_cookie_name(cookie) {
             rep.error(
                 site,
                 "spec.loadBalancer.hashOn.cookie",

@@ -9,7 +9,9 @@ mod backend;
 mod filter;
 mod gateway;
 mod matches;
+mod resilience;
 mod route;
+mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -51,6 +53,7 @@ struct Objects<'a> {
     backends: Vec<Object<'a, crate::raw::switchyard::BackendSpec>>,
     policies: Vec<Object<'a, crate::raw::switchyard::BackendPolicySpec>>,
     certificates: Vec<Object<'a, crate::raw::switchyard::TlsCertificateSpec>>,
+    traffic: Vec<Object<'a, crate::raw::switchyard::TrafficPolicySpec>>,
 }
 
 /// Validates every parsed object.
@@ -63,6 +66,9 @@ pub(crate) fn validate(
     let certificates = backend::certificates(&objects.certificates, sources, rep);
     let backends = backend::backends(&objects.backends, &objects.policies, sources, rep);
     let gateways = gateway::gateways(&objects.gateways, &certificates, rep);
+    // TrafficPolicies are checked against the routes' raw specs, so that each rule gets its
+    // policy when route validation builds it.
+    let traffic = traffic::policies(&objects.traffic, &objects.routes, rep);
     // Routes are independent once gateways and backends are known: large sets are validated
     // in parallel, each part reporting into its own collector.
     let scope = rep.scope();
@@ -74,7 +80,7 @@ pub(crate) fn validate(
             let mut part_rep = Reporter::new(sources, Vec::new(), scope);
             let routes: Vec<ValidRoute> = part
                 .iter()
-                .map(|obj| route::route(obj, &gateways, &backends, &mut part_rep))
+                .map(|obj| route::route(obj, &gateways, &backends, &traffic, &mut part_rep))
                 .collect();
             (routes, part_rep)
         },
@@ -173,6 +179,12 @@ fn group<'a>(docs: &'a [RawDoc], rep: &mut Reporter<'_>) -> Objects<'a> {
                 spec,
             }),
             Spec::TlsCertificate(spec) => objects.certificates.push(Object {
+                site,
+                id,
+                meta,
+                spec,
+            }),
+            Spec::TrafficPolicy(spec) => objects.traffic.push(Object {
                 site,
                 id,
                 meta,

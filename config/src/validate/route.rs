@@ -6,10 +6,12 @@ use std::sync::Arc;
 use super::backend::MAX_WEIGHT;
 use super::filter::{backend_filters, rule_filters};
 use super::matches::{compile_match, root_match};
+use super::traffic::TrafficPolicies;
 use super::{duration, BackendName, Field, Object, Scope, ValidGateway};
 use crate::model::{Backend, ObjRef, Retry, Timeouts};
 use crate::raw::route::{HttpRouteSpec, RawRule};
 use crate::report::{Reporter, Site};
+use crate::resilience::TrafficPolicy;
 use crate::route::{MatchSpec, Rule, WeightedBackend};
 
 /// A validated HTTPRoute.
@@ -45,6 +47,7 @@ pub(crate) fn route(
     obj: &Object<'_, HttpRouteSpec>,
     gateways: &[ValidGateway],
     backends: &BTreeMap<ObjRef, Arc<Backend>>,
+    traffic: &TrafficPolicies,
     rep: &mut Reporter<'_>,
 ) -> ValidRoute {
     let scope = Scope {
@@ -76,7 +79,7 @@ pub(crate) fn route(
             total_weight: 0,
             timeouts: Timeouts::default(),
             retry: None,
-            traffic: None,
+            traffic: traffic.for_rule(&obj.id, None),
         };
         rules.push(ValidRule {
             rule: Arc::new(rule),
@@ -99,7 +102,8 @@ pub(crate) fn route(
                 }
             }
             let line = lines.get(i).copied().unwrap_or(1);
-            if let Some(rule) = rule(raw, i, &field, line, &obj.id, scope, rep) {
+            let traffic = traffic.for_rule(&obj.id, raw.name.as_deref());
+            if let Some(rule) = rule(raw, i, &field, line, &obj.id, traffic, scope, rep) {
                 rules.push(rule);
             }
         }
@@ -227,6 +231,7 @@ fn rule(
     base: &Field<'_>,
     line: usize,
     route: &ObjRef,
+    traffic: Option<Arc<TrafficPolicy>>,
     scope: Scope<'_>,
     rep: &mut Reporter<'_>,
 ) -> Option<ValidRule> {
@@ -314,7 +319,7 @@ fn rule(
         total_weight,
         timeouts,
         retry,
-        traffic: None,
+        traffic,
     };
     ok.then(|| ValidRule {
         rule: Arc::new(rule),

@@ -1,10 +1,12 @@
 //! Validation tests: each diagnostic with its exact file:line:col and field path, and what valid input compiles to.
 
+mod backend_policy;
 mod compile;
 mod objects;
 mod routes;
+mod traffic_policy;
 
-use crate::{build, SourceFile};
+use crate::{build, Generation, SourceFile};
 
 pub(super) const GATEWAY: &str = "\
 apiVersion: gateway.networking.k8s.io/v1
@@ -89,4 +91,14 @@ pub(super) fn route(rules: &str) -> String {
     format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: cart\n  namespace: shop\nspec:\n  parentRefs:\n    - {{name: edge, namespace: infra}}\n  rules:\n{rules}"
     )
+}
+
+/// Builds the shared Gateway and Backends plus `files`, expecting success.
+pub(super) fn ok(files: &[(&str, &str)]) -> Generation {
+    let mut all = vec![
+        SourceFile::new("conf/gateway.yaml", GATEWAY),
+        SourceFile::new("conf/backends.yaml", BACKENDS),
+    ];
+    all.extend(files.iter().map(|(p, c)| SourceFile::new(*p, *c)));
+    build(&all).unwrap_or_else(|e| panic!("{e}"))
 }
