@@ -67,6 +67,7 @@ mod par;
 mod raw;
 mod report;
 mod resilience;
+pub mod rollout;
 mod route;
 mod source;
 mod spans;

@@ -1,12 +1,14 @@
 //! `switchyard`: one binary for every role. `control` runs the control service, `gateway` runs
 //! the data plane (standalone, watching route files itself, or subscribed to a control
 //! service), `status` and `rollback` operate a running control service, `validate` checks
-//! route files and `demo` runs a local mesh with example backends. Each subcommand lives in
-//! its own module; this file only parses and dispatches.
+//! route files, `rollout` shifts a route's traffic by editing its weights in the files, and
+//! `demo` runs a local mesh with example backends. Each subcommand lives in its own module;
+//! this file only parses and dispatches.
 
 mod auth;
 mod demo;
 mod operate;
+mod rollout;
 mod service;
 mod validate;
 
@@ -64,6 +66,9 @@ enum Command {
         /// Directory of route files (*.yaml, *.yml, recursively).
         dir: PathBuf,
     },
+    /// Shift an HTTPRoute rule's traffic between its backendRefs by editing the route files
+    /// in place (comments and layout kept); the edited set is validated before it is written.
+    Rollout(rollout::RolloutArgs),
     /// Run a local mesh: example backends plus a gateway serving deploy/examples.
     Demo(demo::DemoArgs),
 }
@@ -272,6 +277,13 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Rollout(args) => match rollout::run(args) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        },
         Command::Demo(args) => {
             init_logging();
             demo::run(args)

@@ -9,5 +9,6 @@ mod filters;
 mod fleet;
 mod protocols;
 mod reload;
+mod rollout;
 mod routing;
 mod traffic;

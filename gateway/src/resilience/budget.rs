@@ -55,7 +55,7 @@ impl BudgetState {
 
     /// Takes one retry from the budget if it allows one now.
     pub fn try_retry(&self, budget: &RetryBudget, now_ms: u64) -> bool {
-        let window = (budget.window.as_secs().clamp(1, MAX_WINDOW_SECS)) as u64;
+        let window = budget.window.as_secs().clamp(1, MAX_WINDOW_SECS);
         let now_s = now_ms / 1000;
         let (mut requests, mut retries) = (0u64, 0u64);
         for b in &self.buckets {
