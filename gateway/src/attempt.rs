@@ -102,6 +102,13 @@ impl Attempts {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// Whether the request deadline has (all but) passed: within 5 ms, as a timer cut to the
+    /// deadline fires a hair early.
+    pub fn deadline_reached(&self) -> bool {
+        self.remaining()
+            .is_some_and(|r| r <= Duration::from_millis(5))
+    }
+
     /// The wait before this attempt when it is a retry: the rule's backoff, doubled per retry,
     /// with jitter, never past the deadline.
     pub fn backoff(&self, retry: Option<&Retry>) -> Option<Duration> {

@@ -531,7 +531,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let (status, reason) = respond::classify(e, ctx.connect_failed);
-        let reason = ctx.reason.filter(|_| status >= 500).unwrap_or(reason);
+        let mut reason = ctx.reason.filter(|_| status >= 500).unwrap_or(reason);
+        if reason == Reason::UpstreamTimeout && ctx.attempts.deadline_reached() {
+            // The attempt's timeout was the rule's request deadline, not a per-try timeout.
+            reason = Reason::RequestTimeout;
+        }
         ctx.reason = Some(reason);
         if status > 0 && session.response_written().is_none() {
             if let Err(err) = local_reply(session, status, Some(reason), &[]).await {

@@ -9,6 +9,7 @@ mod filters;
 mod fleet;
 mod protocols;
 mod reload;
+mod resilience;
 mod rollout;
 mod routing;
 mod traffic;
