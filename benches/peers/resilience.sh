@@ -1,0 +1,487 @@
+#!/usr/bin/env bash
+# resilience.sh - hot-path cost of the resilience features, in one run on one machine:
+#   gateway "plain" (Gateway, one Backend, one HTTPRoute `/`) against gateway "full" (the same,
+#   plus every resilience feature of docs/policies.md configured so that none ever triggers).
+# Both gateways run at once with `--threads 1`, pinned to the same CPU ($PROXY_CPU), but only one
+# is loaded at a time: wrk -t1 -c50 (closed loop) alternates plain, full, plain, full, ... for
+# ROUNDS rounds. The load generator and the upstream (peers.sh's bench-upstream) share $LOAD_CPU.
+# Loopback only, every load run is time-bounded, every process started here is killed by PID.
+# Output: a table on stdout and benches/results/resilience-<date>.md (RESULTS_MD overrides).
+# Knobs (env): ROUNDS=5 DURATION=10 WARMUP=2 CONNS=50 LOAD_CPU=0 PROXY_CPU=1 PIN=1 NICE=-10
+#   BASE_PORT=18080 (upstream) PLAIN_PORT=18090 FULL_PORT=18091 PROBE_PORT=18092
+#   PLAIN_ADMIN=127.0.0.1:18097 FULL_ADMIN=127.0.0.1:18098 PROBE_ADMIN=127.0.0.1:18096
+#   SKIP_BUILD=0 SKIP_SETUP=0 VALIDATE_WAIT=1200 (s to keep retrying an invalid config: sleep 60,
+#   rebuild, validate again) GATEWAY_LOG=warn KEEP=1 (keep the run dir) RESULTS_MD=path
+#   BENCH_CACHE=~/.cache/peers-bench (where peers.sh builds the upstream)
+#   ORDER=ab (each round: plain then full; ba = full then plain; abba = ab, ba, ab, ... to cancel drift)
+#   AA=0 (1: A/A calibration, the "full" gateway gets the plain config too, so the ratio shows the noise)
+#   WAIT_QUIET=0 (s to wait, before the load, until no CPU is more than QUIET_MAX=10 % busy)
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-50}
+LOAD_CPU=${LOAD_CPU:-0}
+PROXY_CPU=${PROXY_CPU:-1}
+PIN=${PIN:-1}
+NICE=${NICE:--10}
+BASE_PORT=${BASE_PORT:-18080}
+PLAIN_PORT=${PLAIN_PORT:-18090}
+FULL_PORT=${FULL_PORT:-18091}
+PROBE_PORT=${PROBE_PORT:-18092}
+PLAIN_ADMIN=${PLAIN_ADMIN:-127.0.0.1:18097}
+FULL_ADMIN=${FULL_ADMIN:-127.0.0.1:18098}
+PROBE_ADMIN=${PROBE_ADMIN:-127.0.0.1:18096}
+VALIDATE_WAIT=${VALIDATE_WAIT:-1200}
+WAIT_QUIET=${WAIT_QUIET:-0}
+ORDER=${ORDER:-ab}
+AA=${AA:-0}
+QUIET_MAX=${QUIET_MAX:-10}
+GATEWAY_LOG=${GATEWAY_LOG:-warn}
+KEEP=${KEEP:-1}
+BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/peers-bench}
+UPSTREAM_DIR=${UPSTREAM_DIR:-$BENCH_CACHE/upstream}
+RESULTS_MD=${RESULTS_MD:-$REPO/benches/results/resilience-$(date -u +%F).md}
+
+log() { printf '[resilience %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $ORDER =~ ^(ab|ba|abba)$ ]] || die "ORDER must be ab, ba or abba"
+pin() {  # command prefix: nice + taskset (both exec, so $! is the real PID)
+  local p=""
+  if [[ $NICE != 0 ]]; then p="nice -n $NICE"; fi
+  if [[ $PIN == 1 ]]; then p="$p taskset -c $1"; fi
+  echo "$p"
+}
+
+# ------------------------------------------------------------------- run dir + cleanup ----
+TMP=$(mktemp -d -t switchyard-resilience.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+  local rc=$? p
+  trap - EXIT INT TERM
+  for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 25); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  if [[ $KEEP == 1 ]]; then log "configs, logs and raw wrk output: $TMP"; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+start_bg() {  # start_bg NAME CPU CMD... -> LAST_PID
+  local name=$1 cpu=$2; shift 2
+  # shellcheck disable=SC2046
+  $(pin "$cpu") "$@" >"$TMP/$name.log" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+}
+stop_pid() {
+  local p=$1
+  kill -TERM "$p" 2>/dev/null || return 0
+  for _ in $(seq 1 25); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL "$p" 2>/dev/null || true
+}
+code_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$@" || true; }
+wait_code() {  # wait_code WANT URL [seconds]
+  local want=$1 url=$2 t=${3:-15}
+  for _ in $(seq 1 $((t * 10))); do [[ $(code_of "$url") == "$want" ]] && return 0; sleep 0.1; done
+  return 1
+}
+port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+cpu_snap() { awk '/^cpu[0-9]/{b=0; for(i=2;i<=NF;i++) b+=$i; printf "%s %d %d ", $1, b, $5+$6}' /proc/stat; }
+cpu_busy() {  # cpu_busy SNAP0 SNAP1 CPU -> busy % of that CPU between the snapshots
+  python3 - "$1" "$2" "$3" <<'EOF'
+import sys
+def parse(s):
+    t = s.split(); return {t[i]: (int(t[i+1]), int(t[i+2])) for i in range(0, len(t), 3)}
+a, b, c = parse(sys.argv[1]), parse(sys.argv[2]), "cpu" + sys.argv[3]
+tot = b[c][0] - a[c][0]; idle = b[c][1] - a[c][1]
+print(round(100.0 * (tot - idle) / tot) if tot > 0 else -1)
+EOF
+}
+
+# ------------------------------------------------------------------------ preflight ----
+for c in curl python3 ss awk; do command -v "$c" >/dev/null || die "missing $c"; done
+if [[ ${SKIP_SETUP:-0} != 1 ]] && ! command -v wrk >/dev/null; then
+  log "wrk missing: setup.sh (BUILD_OHA=0)"
+  BUILD_OHA=0 bash "$HERE/setup.sh"
+fi
+command -v wrk >/dev/null || die "missing wrk (bash $HERE/setup.sh)"
+if [[ $PIN == 1 ]]; then
+  command -v taskset >/dev/null || die "missing taskset (util-linux)"
+  (( $(nproc) >= 2 )) || { log "only $(nproc) CPU: no pinning"; PIN=0; }
+fi
+for p in "$BASE_PORT" "$PLAIN_PORT" "$FULL_PORT" "$PROBE_PORT" "${PLAIN_ADMIN##*:}" "${FULL_ADMIN##*:}" "${PROBE_ADMIN##*:}"; do
+  port_free "$p" || die "port $p on loopback is busy"
+done
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+build() { (cd "$REPO" && cargo build --release -p switchyard) >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log" >&2; return 1; }; }
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  log "cargo build --release -p switchyard"
+  build || die "build failed (log: $TMP/build.log)"
+fi
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/switchyard
+[[ -x $BIN ]] || die "no gateway binary at $BIN"
+
+# ------------------------------------------------------------------------ upstream ----
+# The same upstream as peers.sh (hyper, 13-byte 200, /__bench/conns counts accepted connections).
+# Its source lives in peers.sh's heredocs; extract them so the two can never drift apart.
+UP_BIN=$UPSTREAM_DIR/target/release/bench-upstream
+UP_SRC=$TMP/upstream-src; mkdir -p "$UP_SRC/src"
+heredoc() { awk -v start="$1" 'index($0, start) == 1 {on = 1; next} on && $0 == "EOF" {exit} on {print}' "$HERE/peers.sh"; }
+heredoc 'cat >"$UP_SRC/Cargo.toml" <<'"'EOF'" >"$UP_SRC/Cargo.toml"
+heredoc 'cat >"$UP_SRC/src/main.rs" <<'"'EOF'" >"$UP_SRC/src/main.rs"
+[[ -s $UP_SRC/Cargo.toml && -s $UP_SRC/src/main.rs ]] || die "could not extract the upstream source from peers.sh"
+if [[ ! -x $UP_BIN ]] || ! cmp -s "$UP_SRC/src/main.rs" "$UPSTREAM_DIR/src/main.rs" || ! cmp -s "$UP_SRC/Cargo.toml" "$UPSTREAM_DIR/Cargo.toml"; then
+  log "building the bench upstream in $UPSTREAM_DIR (one-off, ~1 min)"
+  mkdir -p "$UPSTREAM_DIR/src"
+  cp "$UP_SRC/Cargo.toml" "$UPSTREAM_DIR/Cargo.toml"; cp "$UP_SRC/src/main.rs" "$UPSTREAM_DIR/src/main.rs"
+  (cd "$UPSTREAM_DIR" && timeout 900 cargo build --release -q) || die "upstream build failed"
+fi
+UP_ADDR=127.0.0.1:$BASE_PORT
+
+# ------------------------------------------------------------------------ configs ----
+gateway_yaml() {  # gateway_yaml PORT [extra backends...]
+  cat <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench}
+spec:
+  gatewayClassName: switchyard
+  addresses: [{type: IPAddress, value: 127.0.0.1}]
+  listeners: [{name: http, port: $1, protocol: HTTP}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: upstream}
+spec: {endpoints: [{address: "$UP_ADDR"}]}
+EOF
+}
+write_plain() {  # write_plain DIR PORT
+  mkdir -p "$1"
+  gateway_yaml "$2" >"$1/gateway.yaml"
+  cat >"$1/route.yaml" <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bench}
+spec:
+  parentRefs: [{name: bench}]
+  rules:
+  - backendRefs: [{group: switchyard.dev, kind: Backend, name: upstream}]
+EOF
+}
+write_full() {  # write_full DIR PORT [ABORT_PERCENT] : every resilience feature, none triggering
+  local abort=${3:-0.0001}
+  mkdir -p "$1"
+  gateway_yaml "$2" >"$1/gateway.yaml"
+  cat >>"$1/gateway.yaml" <<EOF
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: canary}
+spec: {endpoints: [{address: "$UP_ADDR"}]}   # the same upstream: a split that costs nothing upstream
+EOF
+  cat >"$1/policies.yaml" <<EOF
+apiVersion: switchyard.dev/v1alpha1
+kind: BackendPolicy
+metadata: {name: bench}
+spec:
+  targetRefs:
+  - {group: switchyard.dev, kind: Backend, name: upstream}
+  - {group: switchyard.dev, kind: Backend, name: canary}
+  circuitBreaker: {maxConnections: 100000, maxPendingRequests: 100000, maxRequests: 100000, maxRetries: 100000}
+  outlierDetection:
+    consecutive5xx: 5
+    consecutiveGatewayErrors: 5
+    successRate: {threshold: 80, minimumHosts: 1, requestVolume: 100}
+    interval: 10s
+    baseEjectionTime: 30s
+    maxEjectionTime: 300s
+    maxEjectionPercent: 50
+  healthCheck:
+    interval: 1s
+    timeout: 500ms
+    healthyThreshold: 2
+    unhealthyThreshold: 3
+    tcp: {}
+  panicThreshold: 50
+  retryBudget: {ratio: 20, minRetriesPerSecond: 10, window: 10s}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: bench}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: bench}]
+  rateLimit: {requests: 10000000, per: 1s, key: {clientIP: true}}
+  fault:
+    delay: {fixedDelay: 1s, percentage: 0.0001}
+    abort: {httpStatus: 418, percentage: $abort}
+  retry: {on: [connect-failure, reset, retriable-status-codes], perTryTimeout: 2s}
+  cohort:
+    pin: {header: x-canary}
+    sticky: {hashOn: {header: x-user-id}}
+  timeouts: {downstreamIdle: 60s}
+EOF
+  cat >"$1/route.yaml" <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bench}
+spec:
+  parentRefs: [{name: bench}]
+  rules:
+  - name: main
+    timeouts: {request: 10s, backendRequest: 5s}
+    retry: {codes: [503], attempts: 2, backoff: 10ms}
+    backendRefs:
+    - {group: switchyard.dev, kind: Backend, name: upstream, weight: 90}
+    - {group: switchyard.dev, kind: Backend, name: canary, weight: 10}
+EOF
+}
+PLAIN=$TMP/plain FULL=$TMP/full PROBE=$TMP/probe
+write_plain "$PLAIN" "$PLAIN_PORT"
+if [[ $AA == 1 ]]; then
+  write_plain "$FULL" "$FULL_PORT"; log "AA=1: the full gateway runs the plain config (calibration)"
+else
+  write_full "$FULL" "$FULL_PORT"
+fi
+write_full "$PROBE" "$PROBE_PORT" 100   # the full config with abort at 100%: proves the TrafficPolicy attaches
+
+validate_all() {
+  local d ok=0
+  for d in "$PLAIN" "$FULL" "$PROBE"; do
+    if ! "$BIN" validate "$d" >"$d.validate.txt" 2>&1; then
+      log "config ${d##*/} rejected:"; sed 's/^/    /' "$d.validate.txt" >&2; ok=1
+    fi
+  done
+  return $ok
+}
+t_val=$SECONDS
+until validate_all; do
+  (( SECONDS - t_val + 60 <= VALIDATE_WAIT )) || die "configs still invalid after ${VALIDATE_WAIT}s (VALIDATE_WAIT); see above"
+  log "waiting 60 s for the parser to catch up, then rebuilding and validating again"
+  sleep 60
+  if [[ ${SKIP_BUILD:-0} != 1 ]]; then build || log "rebuild failed (log: $TMP/build.log); retrying later"; fi
+done
+log "plain, full and probe configs valid"
+
+# ------------------------------------------------------------------------ processes ----
+start_bg upstream "$LOAD_CPU" "$UP_BIN" "$UP_ADDR" 13
+UP_PID=$LAST_PID
+wait_code 200 "http://$UP_ADDR/" 10 || die "upstream did not come up (see $TMP/upstream.log)"
+gw() {  # gw NAME DIR ADMIN -> LAST_PID
+  start_bg "$1" "$PROXY_CPU" env RUST_LOG="$GATEWAY_LOG" "$BIN" gateway --config-dir "$2" --admin "$3" --threads 1 --grace-period 1
+}
+gw probe "$PROBE" "$PROBE_ADMIN"; PROBE_PID=$LAST_PID
+gw plain "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID
+gw full "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID
+PLAIN_URL=http://127.0.0.1:$PLAIN_PORT/ FULL_URL=http://127.0.0.1:$FULL_PORT/ PROBE_URL=http://127.0.0.1:$PROBE_PORT/
+
+# ------------------------------------------------------------------------ checks ----
+CHECKS=()
+check() {  # check DESCRIPTION WANT GOT
+  if [[ $2 == "$3" ]]; then CHECKS+=("ok: $1 ($3)"); log "check ok: $1 ($3)"
+  else CHECKS+=("FAILED: $1 (want $2, got $3)"); die "check failed: $1: want $2, got $3"; fi
+}
+wait_code 200 "$PLAIN_URL" 15 || die "plain gateway did not answer 200 (see $TMP/plain.log)"
+wait_code 200 "$FULL_URL" 15 || die "full gateway did not answer 200 (see $TMP/full.log)"
+wait_code 418 "$PROBE_URL" 15 || die "probe gateway (fault abort 100%) did not answer 418 (see $TMP/probe.log)"
+check "plain GET /" 200 "$(code_of "$PLAIN_URL")"
+check "full GET /" 200 "$(code_of "$FULL_URL")"
+check "full GET / pinned to backend canary (x-canary: canary)" 200 "$(code_of -H 'x-canary: canary' "$FULL_URL")"
+check "full GET / pinned to backend upstream (x-canary: upstream)" 200 "$(code_of -H 'x-canary: upstream' "$FULL_URL")"
+check "full GET / sticky (x-user-id: u1)" 200 "$(code_of -H 'x-user-id: u1' "$FULL_URL")"
+check "probe (full config with fault abort 100%) GET /" 418 "$(code_of "$PROBE_URL")"
+stop_pid "$PROBE_PID"
+# Health checks: the full gateway probes both Backends (one address) over TCP every second, so the
+# upstream's accepted-connection counter grows by about 2/s while nothing else connects.
+c0=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns"); sleep 3.2
+c1=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns")
+hc=$(( c1 - c0 - 1 ))   # -1: the second probe's own connection
+if [[ $AA == 1 ]]; then
+  log "AA=1: no health-check check ($hc new upstream connections in 3.2 s idle)"
+elif (( hc >= 2 )); then
+  check "full: active TCP health checks reach the upstream (new upstream connections in 3.2 s idle: $hc)" ">=2" ">=2"
+else
+  check "full: active TCP health checks reach the upstream (new upstream connections in 3.2 s idle)" ">=2" "$hc"
+fi
+
+# ------------------------------------------------------------------------ load ----
+cat >"$TMP/report.lua" <<'EOF'
+-- wrk: machine-readable summary (latencies in microseconds), as in peers.sh
+done = function(s, lat, req)
+  local e = s.errors
+  io.write(string.format("RESULT rps=%.1f reqs=%d p50=%d p99=%d p999=%d max=%d sockerr=%d non2xx=%d\n",
+    s.requests / (s.duration / 1e6), s.requests, lat:percentile(50), lat:percentile(99),
+    lat:percentile(99.9), lat.max, e.connect + e.read + e.write + e.timeout, e.status))
+end
+EOF
+cat >"$TMP/procsnap.py" <<'EOF'
+# as in peers.sh: snap = "pid ppid ticks" of every user-space process; diff A B SECONDS EXCLUDE... = CPU
+# (cores) used meanwhile by long-lived processes other than EXCLUDE (and their children)
+import os, sys
+def snap():
+    out = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit(): continue
+        try: f = open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()
+        except OSError: continue
+        if f[1] == "2" or p == "2": continue
+        out[p] = (f[1], int(f[11]) + int(f[12]))
+    return out
+if sys.argv[1] == "snap":
+    for p, (pp, t) in snap().items(): print(p, pp, t)
+else:
+    rd = lambda fn: {l.split()[0]: (l.split()[1], int(l.split()[2])) for l in open(fn)}
+    a, b, secs, excl = rd(sys.argv[2]), rd(sys.argv[3]), float(sys.argv[4]), set(sys.argv[5:])
+    ours = lambda p, m: p in excl or m.get(p, ("0", 0))[0] in excl
+    used = sum(t - a.get(p, ("", 0))[1] for p, (pp, t) in b.items() if not ours(p, b))
+    print("%.2f" % max(0.0, used / os.sysconf("SC_CLK_TCK") / secs))
+EOF
+RES=$TMP/results.tsv
+printf 'round\ttarget\trps\treqs\tp50\tp99\tp999\tmax\terrors\tcpu_load\tcpu_proxy\tbg_cores\tup_conns\n' >"$RES"
+load() {  # load ROUND NAME URL
+  local r=$1 name=$2 url=$3 out=$TMP/r$1-$2 s0 s1 t0 line rps reqs p50 p99 p999 max sockerr non2xx
+  # shellcheck disable=SC2046
+  timeout $((WARMUP + 15)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${WARMUP}s" "$url" >/dev/null 2>&1 || true
+  local uc0 uc1 upc=-
+  uc0=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns" || echo "")
+  python3 "$TMP/procsnap.py" snap >"$out.snap0"; s0=$(cpu_snap); t0=$SECONDS
+  # shellcheck disable=SC2046
+  timeout $((DURATION + 20)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency -s "$TMP/report.lua" "$url" \
+    >"$out.txt" 2>&1 || true
+  s1=$(cpu_snap); python3 "$TMP/procsnap.py" snap >"$out.snap1"
+  uc1=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns" || echo "")
+  [[ $uc0 =~ ^[0-9]+$ && $uc1 =~ ^[0-9]+$ ]] && upc=$((uc1 - uc0 - 1))   # -1: the probe's own connection
+  line=$(grep '^RESULT' "$out.txt" || echo "RESULT rps=0 reqs=0 p50=0 p99=0 p999=0 max=0 sockerr=0 non2xx=-1")
+  eval "${line#RESULT }"
+  local bg; bg=$(python3 "$TMP/procsnap.py" diff "$out.snap0" "$out.snap1" "$((SECONDS - t0))" $$ "$UP_PID" "$PLAIN_PID" "$FULL_PID")
+  local c0=- c1=-
+  if [[ $PIN == 1 ]]; then c0=$(cpu_busy "$s0" "$s1" "$LOAD_CPU"); c1=$(cpu_busy "$s0" "$s1" "$PROXY_CPU"); fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$rps" "$reqs" "$p50" "$p99" "$p999" \
+    "$max" "$((sockerr + non2xx))" "$c0" "$c1" "$bg" "$upc" >>"$RES"
+  log "round $r $name: $rps req/s, p50 $((p50))us p99 $((p99))us, errors $((sockerr + non2xx)), cpu load/proxy $c0/$c1 %, bg cores $bg, new upstream conns $upc"
+}
+quiet_check() {  # busy % of LOAD_CPU and PROXY_CPU over 2 s -> "b0 b1"
+  local a b; a=$(cpu_snap); sleep 2; b=$(cpu_snap)
+  echo "$(cpu_busy "$a" "$b" "$LOAD_CPU") $(cpu_busy "$a" "$b" "$PROXY_CPU")"
+}
+t_q=$SECONDS
+read -r B0 B1 < <(quiet_check)
+while (( (B0 > QUIET_MAX || B1 > QUIET_MAX) && SECONDS - t_q < WAIT_QUIET )); do
+  log "machine busy (cpu$LOAD_CPU $B0%, cpu$PROXY_CPU $B1%), waiting for quiet"; sleep 8; read -r B0 B1 < <(quiet_check)
+done
+BG_START="cpu$LOAD_CPU $B0%, cpu$PROXY_CPU $B1%"
+(( B0 > QUIET_MAX || B1 > QUIET_MAX )) && log "WARNING: machine not idle ($BG_START): results will be noisy"
+log "busy before start: $BG_START; $ROUNDS rounds x (plain, full), warm-up ${WARMUP}s + ${DURATION}s each, wrk -t1 -c$CONNS"
+T0=$SECONDS
+for r in $(seq 1 "$ROUNDS"); do
+  if [[ $ORDER == ba || ( $ORDER == abba && $((r % 2)) == 0 ) ]]; then
+    load "$r" full "$FULL_URL"; load "$r" plain "$PLAIN_URL"
+  else
+    load "$r" plain "$PLAIN_URL"; load "$r" full "$FULL_URL"
+  fi
+done
+# Still serving, and RSS after the load (the resilience state is per backend/endpoint, small).
+check "plain GET / after the load" 200 "$(code_of "$PLAIN_URL")"
+check "full GET / after the load" 200 "$(code_of "$FULL_URL")"
+RSS_PLAIN=$(ps -o rss= -p "$PLAIN_PID" | awk '{printf "%.1f", $1/1024}')
+RSS_FULL=$(ps -o rss= -p "$FULL_PID" | awk '{printf "%.1f", $1/1024}')
+ELAPSED=$((SECONDS - T0))
+
+# ------------------------------------------------------------------------ report ----
+VERSION=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo dev)
+BUILT=$(date -u -r "$BIN" '+%F %T UTC')
+printf '%s\n' "${CHECKS[@]}" >"$TMP/checks.txt"
+mkdir -p "$(dirname "$RESULTS_MD")"
+python3 - "$RES" "$RESULTS_MD" "$TMP" <<EOF
+import csv, statistics, sys, datetime
+res, md, tmp = sys.argv[1:]
+rows = list(csv.DictReader(open(res), delimiter="\t"))
+by = {}
+for r in rows: by.setdefault(r["round"], {})[r["target"]] = r
+ms = lambda us: "%.2f" % (float(us) / 1000.0)
+lines, ratios, rp, rf = [], [], [], []
+lines.append("| round | first | plain req/s | full req/s | full / plain | plain p50 / p99 ms | full p50 / p99 ms | non-2xx+errors p/f | new upstream conns p/f | cpu load/proxy % p | cpu load/proxy % f | bg cores p/f |")
+lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+order = [r["round"] + r["target"] for r in rows]
+for k in sorted(by, key=int):
+    p, f = by[k].get("plain"), by[k].get("full")
+    if not p or not f: continue
+    a, b = float(p["rps"]), float(f["rps"])
+    ratio = b / a if a > 0 else 0.0
+    ratios.append(ratio); rp.append(a); rf.append(b)
+    first = "plain" if order.index(k + "plain") < order.index(k + "full") else "full"
+    lines.append("| %s | %s | %.0f | %.0f | %.3f | %s / %s | %s / %s | %s / %s | %s / %s | %s/%s | %s/%s | %s / %s |" % (
+        k, first, a, b, ratio, ms(p["p50"]), ms(p["p99"]), ms(f["p50"]), ms(f["p99"]), p["errors"], f["errors"],
+        p["up_conns"], f["up_conns"], p["cpu_load"], p["cpu_proxy"], f["cpu_load"], f["cpu_proxy"], p["bg_cores"], f["bg_cores"]))
+med = lambda xs: statistics.median(xs) if xs else 0.0
+medf = lambda key, t: med([float(r[key]) for r in rows if r["target"] == t])
+mr = med(ratios)
+summary = [
+    "",
+    "| | plain | full |",
+    "|---|---|---|",
+    "| median req/s | %.0f | %.0f |" % (med(rp), med(rf)),
+    "| median p50 ms | %s | %s |" % (ms(medf("p50", "plain")), ms(medf("p50", "full"))),
+    "| median p99 ms | %s | %s |" % (ms(medf("p99", "plain")), ms(medf("p99", "full"))),
+    "| median max latency ms | %s | %s |" % (ms(medf("max", "plain")), ms(medf("max", "full"))),
+    "| RSS after the load, MiB | $RSS_PLAIN | $RSS_FULL |",
+    "",
+    "**Median full / plain ratio: %.3f** (per round: %s; min %.3f, max %.3f). Target >= 0.9: **%s**." % (
+        mr, ", ".join("%.3f" % x for x in ratios), min(ratios or [0]), max(ratios or [0]), "met" if mr >= 0.9 else "missed"),
+]
+freqs = sum(int(r["reqs"]) for r in rows if r["target"] == "full")
+ferrs = sum(int(r["errors"]) for r in rows if r["target"] == "full")
+summary.append("")
+summary.append("The full config's fault delay (1 s) and abort (HTTP 418) fire at 0.0001%% (the smallest non-zero "
+               "percentage): about %.1f of each over its %d measured requests; its non-2xx count was %d." % (freqs / 1e6, freqs, ferrs))
+bgmax = max([float(r["bg_cores"]) for r in rows] or [0])
+if bgmax > 0.1:
+    summary.append("")
+    summary.append("Noisy: bg cores reached %.2f in at least one run (> 0.1 = contaminated); compare within a round." % bgmax)
+table = "\n".join(lines + summary)
+print(); print(table); print()
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+checks_md = "\n".join("- " + c for c in open(tmp + "/checks.txt").read().strip().splitlines())
+doc = f"""# Resilience hot-path cost ({now}, commit $VERSION, $(nproc) cores)
+
+Command: \`bash benches/peers/resilience.sh\` (ORDER=$ORDER ROUNDS=$ROUNDS, DURATION=${DURATION}s, WARMUP=${WARMUP}s;
+binary \`target/release/switchyard\` built $BUILT). Two gateways run side by side with
+\`--threads 1\`, both pinned to CPU $PROXY_CPU; the upstream (peers.sh's bench-upstream, 13-byte
+200) and \`wrk -t1 -c$CONNS\` (closed loop, keep-alive) share CPU $LOAD_CPU; nice $NICE. Only one
+gateway is loaded at a time, ORDER=$ORDER (ab: plain then full in every round; ba: full then
+plain; abba: alternating), with a ${WARMUP}s warm-up before each ${DURATION}s run. Busy before the start: $BG_START. Load phase: ${ELAPSED}s.
+
+$( [[ $AA == 1 ]] && echo '**AA=1 calibration run: the "full" gateway below ran the plain config.**' )
+
+- **plain**: Gateway, one Backend -> upstream, one HTTPRoute \`/\` -> that Backend.
+- **full**: the same listener on another port plus every resilience feature, none triggering:
+  BackendPolicy on two Backends (same upstream address) with circuitBreaker (all four limits
+  100000), outlierDetection (consecutive5xx 5, consecutiveGatewayErrors 5, successRate threshold
+  80), TCP healthCheck every 1s, panicThreshold 50, retryBudget; the rule has
+  \`timeouts: {{request: 10s, backendRequest: 5s}}\`, \`retry: {{codes: [503], attempts: 2,
+  backoff: 10ms}}\` and a 90/10 split of the two Backends; a TrafficPolicy on the route with
+  rateLimit (10,000,000 per 1s by client IP), fault delay and abort at 0.0001%, retry on
+  connect-failure/reset/retriable-status-codes with perTryTimeout 2s, cohort (pin header
+  \`x-canary\`, sticky hashOn header \`x-user-id\`) and downstreamIdle 60s.
+
+Checks before the load (the probe gateway runs the full config with the fault abort at 100%,
+to prove the TrafficPolicy attaches to the route; it is stopped before the load):
+{checks_md}
+
+{table}
+
+Columns: latency from wrk (\`--latency\`, closed loop at max throughput, so it mostly reflects
+queueing); cpu load/proxy % = busy % of CPU $LOAD_CPU / CPU $PROXY_CPU during the run; bg cores =
+CPU used by other long-lived processes during the run (> 0.1 = contaminated).
+"""
+open(md, "w").write(doc)
+EOF
+log "results: $RESULTS_MD"
