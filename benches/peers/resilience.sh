@@ -94,17 +94,19 @@ wait_code() {  # wait_code WANT URL [seconds]
   return 1
 }
 port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-cpu_snap() { awk '/^cpu[0-9]/{b=0; for(i=2;i<=NF;i++) b+=$i; printf "%s %d %d ", $1, b, $5+$6}' /proc/stat; }
-cpu_busy() {  # cpu_busy SNAP0 SNAP1 CPU -> busy % of that CPU between the snapshots
+cpu_snap() { awk '/^cpu/{b=0; for(i=2;i<=NF;i++) b+=$i; printf "%s %d %d %d ", $1, b, $5+$6, $9}' /proc/stat; }
+cpu_busy() {  # cpu_busy SNAP0 SNAP1 CPU -> busy % of that CPU between the snapshots ("" as CPU: steal % of all)
   python3 - "$1" "$2" "$3" <<'EOF'
 import sys
 def parse(s):
-    t = s.split(); return {t[i]: (int(t[i+1]), int(t[i+2])) for i in range(0, len(t), 3)}
+    t = s.split(); return {t[i]: (int(t[i+1]), int(t[i+2]), int(t[i+3])) for i in range(0, len(t), 4)}
 a, b, c = parse(sys.argv[1]), parse(sys.argv[2]), "cpu" + sys.argv[3]
-tot = b[c][0] - a[c][0]; idle = b[c][1] - a[c][1]
-print(round(100.0 * (tot - idle) / tot) if tot > 0 else -1)
+tot = b[c][0] - a[c][0]; idle = b[c][1] - a[c][1]; steal = b[c][2] - a[c][2]
+if sys.argv[3] == "": print("%.1f" % (100.0 * steal / tot) if tot > 0 else -1)
+else: print(round(100.0 * (tot - idle) / tot) if tot > 0 else -1)
 EOF
 }
+proc_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime+stime
 
 # ------------------------------------------------------------------------ preflight ----
 for c in curl python3 ss awk; do command -v "$c" >/dev/null || die "missing $c"; done
@@ -345,28 +347,30 @@ else:
     print("%.2f" % max(0.0, used / os.sysconf("SC_CLK_TCK") / secs))
 EOF
 RES=$TMP/results.tsv
-printf 'round\ttarget\trps\treqs\tp50\tp99\tp999\tmax\terrors\tcpu_load\tcpu_proxy\tbg_cores\tup_conns\n' >"$RES"
-load() {  # load ROUND NAME URL
-  local r=$1 name=$2 url=$3 out=$TMP/r$1-$2 s0 s1 t0 line rps reqs p50 p99 p999 max sockerr non2xx
+printf 'round\ttarget\trps\treqs\tp50\tp99\tp999\tmax\terrors\tcpu_load\tcpu_proxy\tbg_cores\tup_conns\tsteal\tgw_us_per_req\n' >"$RES"
+load() {  # load ROUND NAME URL GATEWAY_PID
+  local r=$1 name=$2 url=$3 gpid=$4 g0 g1 out=$TMP/r$1-$2 s0 s1 t0 line rps reqs p50 p99 p999 max sockerr non2xx
   # shellcheck disable=SC2046
   timeout $((WARMUP + 15)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${WARMUP}s" "$url" >/dev/null 2>&1 || true
   local uc0 uc1 upc=-
   uc0=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns" || echo "")
-  python3 "$TMP/procsnap.py" snap >"$out.snap0"; s0=$(cpu_snap); t0=$SECONDS
+  python3 "$TMP/procsnap.py" snap >"$out.snap0"; s0=$(cpu_snap); t0=$SECONDS; g0=$(proc_ticks "$gpid")
   # shellcheck disable=SC2046
   timeout $((DURATION + 20)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency -s "$TMP/report.lua" "$url" \
     >"$out.txt" 2>&1 || true
-  s1=$(cpu_snap); python3 "$TMP/procsnap.py" snap >"$out.snap1"
+  g1=$(proc_ticks "$gpid"); s1=$(cpu_snap); python3 "$TMP/procsnap.py" snap >"$out.snap1"
   uc1=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns" || echo "")
   [[ $uc0 =~ ^[0-9]+$ && $uc1 =~ ^[0-9]+$ ]] && upc=$((uc1 - uc0 - 1))   # -1: the probe's own connection
   line=$(grep '^RESULT' "$out.txt" || echo "RESULT rps=0 reqs=0 p50=0 p99=0 p999=0 max=0 sockerr=0 non2xx=-1")
   eval "${line#RESULT }"
   local bg; bg=$(python3 "$TMP/procsnap.py" diff "$out.snap0" "$out.snap1" "$((SECONDS - t0))" $$ "$UP_PID" "$PLAIN_PID" "$FULL_PID")
-  local c0=- c1=-
+  local c0=- c1=- st gus
   if [[ $PIN == 1 ]]; then c0=$(cpu_busy "$s0" "$s1" "$LOAD_CPU"); c1=$(cpu_busy "$s0" "$s1" "$PROXY_CPU"); fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$rps" "$reqs" "$p50" "$p99" "$p999" \
-    "$max" "$((sockerr + non2xx))" "$c0" "$c1" "$bg" "$upc" >>"$RES"
-  log "round $r $name: $rps req/s, p50 $((p50))us p99 $((p99))us, errors $((sockerr + non2xx)), cpu load/proxy $c0/$c1 %, bg cores $bg, new upstream conns $upc"
+  st=$(cpu_busy "$s0" "$s1" "")
+  gus=$(awk -v a="$g0" -v b="$g1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", (n > 0 ? (b-a)/hz*1e6/n : 0)}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$rps" "$reqs" "$p50" "$p99" "$p999" \
+    "$max" "$((sockerr + non2xx))" "$c0" "$c1" "$bg" "$upc" "$st" "$gus" >>"$RES"
+  log "round $r $name: $rps req/s, p50 $((p50))us p99 $((p99))us, errors $((sockerr + non2xx)), cpu load/proxy $c0/$c1 %, steal $st %, gateway CPU $gus us/req, bg cores $bg, new upstream conns $upc"
 }
 quiet_check() {  # busy % of LOAD_CPU and PROXY_CPU over 2 s -> "b0 b1"
   local a b; a=$(cpu_snap); sleep 2; b=$(cpu_snap)
@@ -383,9 +387,9 @@ log "busy before start: $BG_START; $ROUNDS rounds x (plain, full), warm-up ${WAR
 T0=$SECONDS
 for r in $(seq 1 "$ROUNDS"); do
   if [[ $ORDER == ba || ( $ORDER == abba && $((r % 2)) == 0 ) ]]; then
-    load "$r" full "$FULL_URL"; load "$r" plain "$PLAIN_URL"
+    load "$r" full "$FULL_URL" "$FULL_PID"; load "$r" plain "$PLAIN_URL" "$PLAIN_PID"
   else
-    load "$r" plain "$PLAIN_URL"; load "$r" full "$FULL_URL"
+    load "$r" plain "$PLAIN_URL" "$PLAIN_PID"; load "$r" full "$FULL_URL" "$FULL_PID"
   fi
 done
 # Still serving, and RSS after the load (the resilience state is per backend/endpoint, small).
@@ -408,8 +412,8 @@ by = {}
 for r in rows: by.setdefault(r["round"], {})[r["target"]] = r
 ms = lambda us: "%.2f" % (float(us) / 1000.0)
 lines, ratios, rp, rf = [], [], [], []
-lines.append("| round | first | plain req/s | full req/s | full / plain | plain p50 / p99 ms | full p50 / p99 ms | non-2xx+errors p/f | new upstream conns p/f | cpu load/proxy % p | cpu load/proxy % f | bg cores p/f |")
-lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+lines.append("| round | first | plain req/s | full req/s | full / plain | plain p50 / p99 ms | full p50 / p99 ms | non-2xx+errors p/f | gateway CPU us/req p/f | new upstream conns p/f | cpu load/proxy % p | cpu load/proxy % f | steal % p/f | bg cores p/f |")
+lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 order = [r["round"] + r["target"] for r in rows]
 for k in sorted(by, key=int):
     p, f = by[k].get("plain"), by[k].get("full")
@@ -418,9 +422,9 @@ for k in sorted(by, key=int):
     ratio = b / a if a > 0 else 0.0
     ratios.append(ratio); rp.append(a); rf.append(b)
     first = "plain" if order.index(k + "plain") < order.index(k + "full") else "full"
-    lines.append("| %s | %s | %.0f | %.0f | %.3f | %s / %s | %s / %s | %s / %s | %s / %s | %s/%s | %s/%s | %s / %s |" % (
+    lines.append("| %s | %s | %.0f | %.0f | %.3f | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s/%s | %s/%s | %s / %s | %s / %s |" % (
         k, first, a, b, ratio, ms(p["p50"]), ms(p["p99"]), ms(f["p50"]), ms(f["p99"]), p["errors"], f["errors"],
-        p["up_conns"], f["up_conns"], p["cpu_load"], p["cpu_proxy"], f["cpu_load"], f["cpu_proxy"], p["bg_cores"], f["bg_cores"]))
+        p["gw_us_per_req"], f["gw_us_per_req"], p["up_conns"], f["up_conns"], p["cpu_load"], p["cpu_proxy"], f["cpu_load"], f["cpu_proxy"], p["steal"], f["steal"], p["bg_cores"], f["bg_cores"]))
 med = lambda xs: statistics.median(xs) if xs else 0.0
 medf = lambda key, t: med([float(r[key]) for r in rows if r["target"] == t])
 mr = med(ratios)
@@ -432,6 +436,7 @@ summary = [
     "| median p50 ms | %s | %s |" % (ms(medf("p50", "plain")), ms(medf("p50", "full"))),
     "| median p99 ms | %s | %s |" % (ms(medf("p99", "plain")), ms(medf("p99", "full"))),
     "| median max latency ms | %s | %s |" % (ms(medf("max", "plain")), ms(medf("max", "full"))),
+    "| median gateway CPU us/req | %.1f | %.1f |" % (medf("gw_us_per_req", "plain"), medf("gw_us_per_req", "full")),
     "| RSS after the load, MiB | $RSS_PLAIN | $RSS_FULL |",
     "",
     "**Median full / plain ratio: %.3f** (per round: %s; min %.3f, max %.3f). Target >= 0.9: **%s**." % (
@@ -478,9 +483,11 @@ to prove the TrafficPolicy attaches to the route; it is stopped before the load)
 
 {table}
 
-Columns: latency from wrk (\`--latency\`, closed loop at max throughput, so it mostly reflects
+Columns: gateway CPU us/req = the gateway process's CPU time (all threads) / requests in the run;
+latency from wrk (\`--latency\`, closed loop at max throughput, so it mostly reflects
 queueing); cpu load/proxy % = busy % of CPU $LOAD_CPU / CPU $PROXY_CPU during the run; bg cores =
-CPU used by other long-lived processes during the run (> 0.1 = contaminated).
+CPU used by other long-lived processes during the run (> 0.1 = contaminated); steal % = CPU time
+the hypervisor gave to other guests (all CPUs), invisible to bg cores.
 """
 open(md, "w").write(doc)
 EOF
