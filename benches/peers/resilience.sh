@@ -2,9 +2,10 @@
 # resilience.sh - hot-path cost of the resilience features, in one run on one machine:
 #   gateway "plain" (Gateway, one Backend, one HTTPRoute `/`) against gateway "full" (the same,
 #   plus every resilience feature of docs/policies.md configured so that none ever triggers).
-# Both gateways run at once with `--threads 1`, pinned to the same CPU ($PROXY_CPU), but only one
-# is loaded at a time: wrk -t1 -c50 (closed loop) alternates plain, full, plain, full, ... for
-# ROUNDS rounds. The load generator and the upstream (peers.sh's bench-upstream) share $LOAD_CPU.
+# Both gateways run at once with `--threads 1`, pinned to the same CPU ($PROXY_CPU), but by default
+# only one is loaded at a time: wrk -t1 -c50 (closed loop) alternates plain, full, plain, full, ...
+# for ROUNDS rounds (MODE=concurrent loads both at once: much less noise on a shared machine).
+# The load generator and the upstream (peers.sh's bench-upstream) share $LOAD_CPU.
 # Loopback only, every load run is time-bounded, every process started here is killed by PID.
 # Output: a table on stdout and benches/results/resilience-<date>.md (RESULTS_MD overrides).
 # Knobs (env): ROUNDS=5 DURATION=10 WARMUP=2 CONNS=50 LOAD_CPU=0 PROXY_CPU=1 PIN=1 NICE=-10
@@ -12,8 +13,12 @@
 #   PLAIN_ADMIN=127.0.0.1:18097 FULL_ADMIN=127.0.0.1:18098 PROBE_ADMIN=127.0.0.1:18096
 #   SKIP_BUILD=0 SKIP_SETUP=0 VALIDATE_WAIT=1200 (s to keep retrying an invalid config: sleep 60,
 #   rebuild, validate again) GATEWAY_LOG=warn KEEP=1 (keep the run dir) RESULTS_MD=path
+#   RESULTS_APPEND=0 (1: append this run to RESULTS_MD instead of replacing it)
 #   BENCH_CACHE=~/.cache/peers-bench (where peers.sh builds the upstream)
 #   ORDER=ab (each round: plain then full; ba = full then plain; abba = ab, ba, ab, ... to cancel drift)
+#   RESTART=1 (fresh gateway processes every round, so no single process's speed decides the run)
+#   MODE=alternate (one gateway loaded at a time) | concurrent (one wrk per gateway at the same time,
+#     so the two share CPU $PROXY_CPU and the same machine noise; compare gateway CPU us/req)
 #   AA=0 (1: A/A calibration, the "full" gateway gets the plain config too, so the ratio shows the noise)
 #   WAIT_QUIET=0 (s to wait, before the load, until no CPU is more than QUIET_MAX=10 % busy)
 set -euo pipefail
@@ -38,9 +43,12 @@ PROBE_ADMIN=${PROBE_ADMIN:-127.0.0.1:18096}
 VALIDATE_WAIT=${VALIDATE_WAIT:-1200}
 WAIT_QUIET=${WAIT_QUIET:-0}
 ORDER=${ORDER:-ab}
+MODE=${MODE:-alternate}
+RESTART=${RESTART:-1}
 AA=${AA:-0}
 QUIET_MAX=${QUIET_MAX:-10}
 GATEWAY_LOG=${GATEWAY_LOG:-warn}
+RESULTS_APPEND=${RESULTS_APPEND:-0}
 KEEP=${KEEP:-1}
 BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/peers-bench}
 UPSTREAM_DIR=${UPSTREAM_DIR:-$BENCH_CACHE/upstream}
@@ -50,6 +58,7 @@ log() { printf '[resilience %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $ORDER =~ ^(ab|ba|abba)$ ]] || die "ORDER must be ab, ba or abba"
+[[ $MODE =~ ^(alternate|concurrent)$ ]] || die "MODE must be alternate or concurrent"
 pin() {  # command prefix: nice + taskset (both exec, so $! is the real PID)
   local p=""
   if [[ $NICE != 0 ]]; then p="nice -n $NICE"; fi
@@ -281,8 +290,8 @@ gw() {  # gw NAME DIR ADMIN -> LAST_PID
   start_bg "$1" "$PROXY_CPU" env RUST_LOG="$GATEWAY_LOG" "$BIN" gateway --config-dir "$2" --admin "$3" --threads 1 --grace-period 1
 }
 gw probe "$PROBE" "$PROBE_ADMIN"; PROBE_PID=$LAST_PID
-gw plain "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID
-gw full "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID
+gw plain-0 "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID
+gw full-0 "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID
 PLAIN_URL=http://127.0.0.1:$PLAIN_PORT/ FULL_URL=http://127.0.0.1:$FULL_PORT/ PROBE_URL=http://127.0.0.1:$PROBE_PORT/
 
 # ------------------------------------------------------------------------ checks ----
@@ -291,8 +300,8 @@ check() {  # check DESCRIPTION WANT GOT
   if [[ $2 == "$3" ]]; then CHECKS+=("ok: $1 ($3)"); log "check ok: $1 ($3)"
   else CHECKS+=("FAILED: $1 (want $2, got $3)"); die "check failed: $1: want $2, got $3"; fi
 }
-wait_code 200 "$PLAIN_URL" 15 || die "plain gateway did not answer 200 (see $TMP/plain.log)"
-wait_code 200 "$FULL_URL" 15 || die "full gateway did not answer 200 (see $TMP/full.log)"
+wait_code 200 "$PLAIN_URL" 15 || die "plain gateway did not answer 200 (see $TMP/plain-0.log)"
+wait_code 200 "$FULL_URL" 15 || die "full gateway did not answer 200 (see $TMP/full-0.log)"
 wait_code 418 "$PROBE_URL" 15 || die "probe gateway (fault abort 100%) did not answer 418 (see $TMP/probe.log)"
 check "plain GET /" 200 "$(code_of "$PLAIN_URL")"
 check "full GET /" 200 "$(code_of "$FULL_URL")"
@@ -348,30 +357,56 @@ else:
 EOF
 RES=$TMP/results.tsv
 printf 'round\ttarget\trps\treqs\tp50\tp99\tp999\tmax\terrors\tcpu_load\tcpu_proxy\tbg_cores\tup_conns\tsteal\tgw_us_per_req\n' >"$RES"
-load() {  # load ROUND NAME URL GATEWAY_PID
-  local r=$1 name=$2 url=$3 gpid=$4 g0 g1 out=$TMP/r$1-$2 s0 s1 t0 line rps reqs p50 p99 p999 max sockerr non2xx
-  # shellcheck disable=SC2046
-  timeout $((WARMUP + 15)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${WARMUP}s" "$url" >/dev/null 2>&1 || true
-  local uc0 uc1 upc=-
+url_of() { if [[ $1 == plain ]]; then echo "$PLAIN_URL"; else echo "$FULL_URL"; fi; }
+pid_of() { if [[ $1 == plain ]]; then echo "$PLAIN_PID"; else echo "$FULL_PID"; fi; }
+load() {  # load ROUND NAME... : a warm-up, then one measured wrk per NAME, all at the same time
+  local r=$1; shift
+  local tag="r$r-${*// /+}" n p i=0 s0 s1 t0 uc0 uc1 upc=- bg c0=- c1=- st gus line
+  local rps reqs p50 p99 p999 max sockerr non2xx wp=() g0=() g1=()
+  for n in "$@"; do
+    # shellcheck disable=SC2046
+    timeout $((WARMUP + 15)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${WARMUP}s" "$(url_of "$n")" >/dev/null 2>&1 &
+    wp+=($!); PIDS+=($!)
+  done
+  for p in "${wp[@]}"; do wait "$p" || true; done
   uc0=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns" || echo "")
-  python3 "$TMP/procsnap.py" snap >"$out.snap0"; s0=$(cpu_snap); t0=$SECONDS; g0=$(proc_ticks "$gpid")
-  # shellcheck disable=SC2046
-  timeout $((DURATION + 20)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency -s "$TMP/report.lua" "$url" \
-    >"$out.txt" 2>&1 || true
-  g1=$(proc_ticks "$gpid"); s1=$(cpu_snap); python3 "$TMP/procsnap.py" snap >"$out.snap1"
+  python3 "$TMP/procsnap.py" snap >"$TMP/$tag.snap0"; s0=$(cpu_snap); t0=$SECONDS
+  for n in "$@"; do g0+=("$(proc_ticks "$(pid_of "$n")")"); done
+  wp=()
+  for n in "$@"; do
+    # shellcheck disable=SC2046
+    timeout $((DURATION + 20)) $(pin "$LOAD_CPU") wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency -s "$TMP/report.lua" \
+      "$(url_of "$n")" >"$TMP/r$r-$n.txt" 2>&1 &
+    wp+=($!); PIDS+=($!)
+  done
+  for p in "${wp[@]}"; do wait "$p" || true; done
+  for n in "$@"; do g1+=("$(proc_ticks "$(pid_of "$n")")"); done
+  s1=$(cpu_snap); python3 "$TMP/procsnap.py" snap >"$TMP/$tag.snap1"
   uc1=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns" || echo "")
   [[ $uc0 =~ ^[0-9]+$ && $uc1 =~ ^[0-9]+$ ]] && upc=$((uc1 - uc0 - 1))   # -1: the probe's own connection
-  line=$(grep '^RESULT' "$out.txt" || echo "RESULT rps=0 reqs=0 p50=0 p99=0 p999=0 max=0 sockerr=0 non2xx=-1")
-  eval "${line#RESULT }"
-  local bg; bg=$(python3 "$TMP/procsnap.py" diff "$out.snap0" "$out.snap1" "$((SECONDS - t0))" $$ "$UP_PID" "$PLAIN_PID" "$FULL_PID")
-  local c0=- c1=- st gus
+  bg=$(python3 "$TMP/procsnap.py" diff "$TMP/$tag.snap0" "$TMP/$tag.snap1" "$((SECONDS - t0))" $$ "$UP_PID" "$PLAIN_PID" "$FULL_PID")
   if [[ $PIN == 1 ]]; then c0=$(cpu_busy "$s0" "$s1" "$LOAD_CPU"); c1=$(cpu_busy "$s0" "$s1" "$PROXY_CPU"); fi
   st=$(cpu_busy "$s0" "$s1" "")
-  gus=$(awk -v a="$g0" -v b="$g1" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", (n > 0 ? (b-a)/hz*1e6/n : 0)}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$rps" "$reqs" "$p50" "$p99" "$p999" \
-    "$max" "$((sockerr + non2xx))" "$c0" "$c1" "$bg" "$upc" "$st" "$gus" >>"$RES"
-  log "round $r $name: $rps req/s, p50 $((p50))us p99 $((p99))us, errors $((sockerr + non2xx)), cpu load/proxy $c0/$c1 %, steal $st %, gateway CPU $gus us/req, bg cores $bg, new upstream conns $upc"
+  for n in "$@"; do
+    line=$(grep '^RESULT' "$TMP/r$r-$n.txt" || echo "RESULT rps=0 reqs=0 p50=0 p99=0 p999=0 max=0 sockerr=0 non2xx=-1")
+    eval "${line#RESULT }"
+    gus=$(awk -v a="${g0[$i]}" -v b="${g1[$i]}" -v n="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", (n > 0 ? (b-a)/hz*1e6/n : 0)}')
+    i=$((i + 1))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$n" "$rps" "$reqs" "$p50" "$p99" "$p999" \
+      "$max" "$((sockerr + non2xx))" "$c0" "$c1" "$bg" "$upc" "$st" "$gus" >>"$RES"
+    log "round $r $n: $rps req/s, p50 $((p50))us p99 $((p99))us, errors $((sockerr + non2xx)), cpu load/proxy $c0/$c1 %, steal $st %, gateway CPU $gus us/req, bg cores $bg, new upstream conns $upc"
+  done
 }
+start_gateways() {  # start_gateways TAG FIRST: a fresh plain and full gateway, FIRST (plain|full) started first
+  if [[ $2 == plain ]]; then
+    gw "plain-$1" "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID; gw "full-$1" "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID
+  else
+    gw "full-$1" "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID; gw "plain-$1" "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID
+  fi
+  wait_code 200 "$PLAIN_URL" 15 || die "plain gateway did not answer 200 (see $TMP/plain-$1.log)"
+  wait_code 200 "$FULL_URL" 15 || die "full gateway did not answer 200 (see $TMP/full-$1.log)"
+}
+stop_gateways() { stop_pid "$PLAIN_PID"; stop_pid "$FULL_PID"; }
 quiet_check() {  # busy % of LOAD_CPU and PROXY_CPU over 2 s -> "b0 b1"
   local a b; a=$(cpu_snap); sleep 2; b=$(cpu_snap)
   echo "$(cpu_busy "$a" "$b" "$LOAD_CPU") $(cpu_busy "$a" "$b" "$PROXY_CPU")"
@@ -383,14 +418,12 @@ while (( (B0 > QUIET_MAX || B1 > QUIET_MAX) && SECONDS - t_q < WAIT_QUIET )); do
 done
 BG_START="cpu$LOAD_CPU $B0%, cpu$PROXY_CPU $B1%"
 (( B0 > QUIET_MAX || B1 > QUIET_MAX )) && log "WARNING: machine not idle ($BG_START): results will be noisy"
-log "busy before start: $BG_START; $ROUNDS rounds x (plain, full), warm-up ${WARMUP}s + ${DURATION}s each, wrk -t1 -c$CONNS"
+log "busy before start: $BG_START; $ROUNDS rounds x (plain, full) MODE=$MODE ORDER=$ORDER RESTART=$RESTART, warm-up ${WARMUP}s + ${DURATION}s each, wrk -t1 -c$CONNS"
 T0=$SECONDS
 for r in $(seq 1 "$ROUNDS"); do
-  if [[ $ORDER == ba || ( $ORDER == abba && $((r % 2)) == 0 ) ]]; then
-    load "$r" full "$FULL_URL" "$FULL_PID"; load "$r" plain "$PLAIN_URL" "$PLAIN_PID"
-  else
-    load "$r" plain "$PLAIN_URL" "$PLAIN_PID"; load "$r" full "$FULL_URL" "$FULL_PID"
-  fi
+  if [[ $ORDER == ba || ( $ORDER == abba && $((r % 2)) == 0 ) ]]; then first=full second=plain; else first=plain second=full; fi
+  if [[ $RESTART == 1 ]]; then stop_gateways; start_gateways "$r" "$first"; fi
+  if [[ $MODE == concurrent ]]; then load "$r" "$first" "$second"; else load "$r" "$first"; load "$r" "$second"; fi
 done
 # Still serving, and RSS after the load (the resilience state is per backend/endpoint, small).
 check "plain GET / after the load" 200 "$(code_of "$PLAIN_URL")"
@@ -457,14 +490,19 @@ now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"
 checks_md = "\n".join("- " + c for c in open(tmp + "/checks.txt").read().strip().splitlines())
 doc = f"""# Resilience hot-path cost ({now}, commit $VERSION, $(nproc) cores)
 
-Command: \`bash benches/peers/resilience.sh\` (ORDER=$ORDER ROUNDS=$ROUNDS, DURATION=${DURATION}s, WARMUP=${WARMUP}s;
-binary \`target/release/switchyard\` built $BUILT). Two gateways run side by side with
+Command: \`MODE=$MODE ORDER=$ORDER RESTART=$RESTART ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP AA=$AA bash benches/peers/resilience.sh\`
+(binary \`target/release/switchyard\` built $BUILT). Two gateways run side by side with
 \`--threads 1\`, both pinned to CPU $PROXY_CPU; the upstream (peers.sh's bench-upstream, 13-byte
-200) and \`wrk -t1 -c$CONNS\` (closed loop, keep-alive) share CPU $LOAD_CPU; nice $NICE. Only one
-gateway is loaded at a time, ORDER=$ORDER (ab: plain then full in every round; ba: full then
-plain; abba: alternating), with a ${WARMUP}s warm-up before each ${DURATION}s run. Busy before the start: $BG_START. Load phase: ${ELAPSED}s.
-
-$( [[ $AA == 1 ]] && echo '**AA=1 calibration run: the "full" gateway below ran the plain config.**' )
+200) and \`wrk -t1 -c$CONNS\` (closed loop, keep-alive) share CPU $LOAD_CPU; nice $NICE.
+$( if [[ $MODE == concurrent ]]; then
+  echo "MODE=concurrent: both gateways are loaded at the same time (one wrk each), so they share CPU $PROXY_CPU"
+  echo "and the machine's noise; the req/s ratio is then about the inverse ratio of CPU per request."
+else
+  echo "MODE=alternate: only one gateway is loaded at a time; ORDER=$ORDER (ab: plain then full in every"
+  echo "round; ba: full then plain; abba: the two alternately)."
+fi )
+$( [[ $RESTART == 1 ]] && echo "RESTART=1: both gateways are started afresh before every round." )
+A ${WARMUP}s warm-up precedes each ${DURATION}s run. Busy before the start: $BG_START. Load phase: ${ELAPSED}s.$( [[ $AA == 1 ]] && printf '\n\n%s' '**AA=1 calibration run: the "full" gateway below ran the plain config.**' )
 
 - **plain**: Gateway, one Backend -> upstream, one HTTPRoute \`/\` -> that Backend.
 - **full**: the same listener on another port plus every resilience feature, none triggering:
@@ -489,6 +527,10 @@ queueing); cpu load/proxy % = busy % of CPU $LOAD_CPU / CPU $PROXY_CPU during th
 CPU used by other long-lived processes during the run (> 0.1 = contaminated); steal % = CPU time
 the hypervisor gave to other guests (all CPUs), invisible to bg cores.
 """
-open(md, "w").write(doc)
+if "$RESULTS_APPEND" == "1":
+    open(md, "a").write("\n---\n\n" + doc.replace("# Resilience hot-path cost (",
+        "## Resilience hot-path cost, MODE=$MODE ORDER=$ORDER ROUNDS=$ROUNDS%s (" % (" AA=1 (calibration)" if "$AA" == "1" else ""), 1))
+else:
+    open(md, "w").write(doc)
 EOF
 log "results: $RESULTS_MD"
