@@ -20,9 +20,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
-use switchyard_config::{
-    redirect_location, rewrite_path, Filter, RequestView, Rule, TrafficPolicy,
-};
+use switchyard_config::{redirect_location, rewrite_path, Filter, RequestView, Rule};
 use tracing::{debug, warn};
 
 use crate::attempt::{self, Attempts, Failure};
@@ -69,8 +67,6 @@ pub struct RequestCtx {
     connect_failed: bool,
     reason: Option<Reason>,
     mirror: Option<MirrorJob>,
-    /// The rule's TrafficPolicy.
-    traffic: Option<Arc<TrafficPolicy>>,
     /// A sticky-cohort cookie to set on the response.
     set_cookie: Option<String>,
     attempts: Attempts,
@@ -197,7 +193,6 @@ impl Gateway {
         ctx.attempts.replayable = rule.retry.is_some()
             && attempt::replayable(&req.method, body_empty, content_length, &policy);
         ctx.attempts.deadline = rule.timeouts.request.map(|t| ctx.started + t);
-        ctx.traffic = rule.traffic.clone();
         ctx.rule = Some(rule);
         ctx.backend = Some((backend, index));
         ctx.runtime = Some(runtime);
@@ -221,7 +216,7 @@ impl Gateway {
                 return Some((429, Reason::RateLimited, retry_after));
             }
         }
-        if let Some(fault) = ctx.traffic.as_ref().and_then(|t| t.fault.as_ref()) {
+        if let Some(fault) = rule.traffic.as_ref().and_then(|t| t.fault.as_ref()) {
             if let Some((status, per_million)) = fault.abort {
                 if fastrand::u32(..1_000_000) < per_million {
                     return Some((status, Reason::FaultAbort, None));
@@ -266,7 +261,6 @@ impl ProxyHttp for Gateway {
             connect_failed: false,
             reason: None,
             mirror: None,
-            traffic: None,
             set_cookie: None,
             attempts: Attempts::default(),
         }
@@ -280,8 +274,9 @@ impl ProxyHttp for Gateway {
             }
             Decision::Proxy => {
                 let idle = ctx
-                    .traffic
+                    .rule
                     .as_ref()
+                    .and_then(|r| r.traffic.as_ref())
                     .and_then(|t| t.downstream_idle_timeout)
                     .unwrap_or(DEFAULT_DOWNSTREAM_IDLE);
                 session.set_keepalive(Some(idle.as_secs().max(1)));
