@@ -10,6 +10,7 @@ pub mod admin;
 pub mod attempt;
 pub mod balance;
 pub mod filters;
+pub mod identity;
 pub mod live;
 pub mod mirror;
 pub mod persist;
