@@ -141,6 +141,8 @@ pub enum ListenerProtocol {
     Http,
     /// TLS-terminated HTTP.
     Https,
+    /// `switchyard.dev/EastWest`: the zone's mTLS listener for other zones' gateways.
+    EastWest,
 }
 
 impl fmt::Display for ListenerProtocol {
@@ -148,6 +150,7 @@ impl fmt::Display for ListenerProtocol {
         f.write_str(match self {
             ListenerProtocol::Http => "HTTP",
             ListenerProtocol::Https => "HTTPS",
+            ListenerProtocol::EastWest => "switchyard.dev/EastWest",
         })
     }
 }
@@ -231,6 +234,8 @@ pub struct BackendPolicy {
     pub panic_threshold: u32,
     /// How many retries the backend accepts; on by default.
     pub retry_budget: RetryBudget,
+    /// Zone preference and cross-zone failover.
+    pub locality: Locality,
     /// The BackendPolicy that was applied, if any.
     pub source: Option<ObjRef>,
 }
@@ -249,7 +254,30 @@ impl Default for BackendPolicy {
             health_check: None,
             panic_threshold: 50,
             retry_budget: RetryBudget::default(),
+            locality: Locality::default(),
             source: None,
+        }
+    }
+}
+
+/// Zone preference: a gateway sends a backend's traffic to the endpoints of its own zone while
+/// enough of them are available, and otherwise to other zones, through their east-west
+/// gateways, in priority order. A zone comes back as soon as it is available again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locality {
+    /// Zones to fail over to, in priority order; empty means every other zone that has
+    /// endpoints of the backend, sorted by name.
+    pub failover: Vec<String>,
+    /// The local zone keeps the traffic while at least this percentage of its endpoints is
+    /// available (and at least one is). Default 1: fail over only when none is left.
+    pub min_healthy_percent: u32,
+}
+
+impl Default for Locality {
+    fn default() -> Self {
+        Locality {
+            failover: Vec::new(),
+            min_healthy_percent: 1,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! A view holds the Gateway itself, the HTTPRoutes whose parentRefs name it, the Backends those
 //! routes send to (backendRefs and mirrors), the BackendPolicies targeting those Backends, the
 //! TrafficPolicies targeting those routes (or their rules) and the TLSCertificates its
-//! listeners use. Views are cut from the operator's files document by
+//! listeners use. A zoned Gateway also gets the other zones' Gateways that have an east-west
+//! listener (its failover targets) and, when it has an east-west listener itself, every
+//! Backend with endpoints in its zone (the Backends other zones' gateways may name). Views are cut from the operator's files document by
 //! document: every file keeps its path, and every left-out document is replaced by as many
 //! empty lines as it had, so a gateway validating its view reports the operator's own file,
 //! line and column, and precedence (file path, then order in the file) is unchanged.
@@ -27,6 +29,17 @@ pub struct View {
     pub zone: Option<String>,
     /// The cut files, in path order; files with nothing for this Gateway are left out.
     pub files: Vec<SourceFile>,
+}
+
+/// Whether a Gateway document has a `switchyard.dev/EastWest` listener.
+fn has_east_west(doc: &RawDoc) -> bool {
+    match &doc.object.spec {
+        Spec::Gateway(spec) => spec
+            .listeners
+            .iter()
+            .any(|l| l.protocol == crate::validate::EAST_WEST_PROTOCOL),
+        _ => false,
+    }
 }
 
 /// Cuts one view per Gateway of a parsed (and valid) set.
@@ -97,17 +110,35 @@ impl Index {
 
     /// Every document the Gateway at `gateway` needs.
     fn select(&self, docs: &[RawDoc], gateway: &RawDoc, id: &ObjRef) -> BTreeSet<DocRef> {
-        let mut out = BTreeSet::from([gateway.at]);
-        if let Spec::Gateway(spec) = &gateway.object.spec {
-            for tls in spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
-                for c in &tls.certificate_refs {
-                    let cert =
-                        ObjRef::new(c.namespace.as_deref().unwrap_or(&id.namespace), &c.name);
-                    self.add(docs, Kind::TlsCertificate, &cert, &mut out);
+        let mut out = BTreeSet::new();
+        self.add_gateway(docs, gateway, &mut out);
+        let mut backends = BTreeSet::new();
+        // East-west: the other zones' Gateways with an east-west listener are failover
+        // targets; a Gateway with one serves every Backend with endpoints in its zone.
+        let zone = gateway
+            .object
+            .metadata
+            .labels
+            .get(crate::validate::ZONE_LABEL);
+        if zone.is_some() {
+            for doc in docs {
+                let other_zone = doc.object.metadata.labels.get(crate::validate::ZONE_LABEL);
+                if doc.at != gateway.at && other_zone.is_some() && has_east_west(doc) {
+                    self.add_gateway(docs, doc, &mut out);
                 }
             }
         }
-        let mut backends = BTreeSet::new();
+        if let (Some(zone), true) = (zone, has_east_west(gateway)) {
+            for doc in docs {
+                let Spec::Backend(spec) = &doc.object.spec else {
+                    continue;
+                };
+                if spec.endpoints.iter().any(|e| e.zone.as_ref() == Some(zone)) {
+                    let meta = &doc.object.metadata;
+                    backends.insert(ObjRef::new(&meta.namespace, &meta.name));
+                }
+            }
+        }
         for doc in docs {
             let Spec::HttpRoute(route) = &doc.object.spec else {
                 continue;
@@ -130,6 +161,21 @@ impl Index {
             }
         }
         out
+    }
+
+    /// A Gateway document and the TLSCertificates its listeners name.
+    fn add_gateway(&self, docs: &[RawDoc], gateway: &RawDoc, out: &mut BTreeSet<DocRef>) {
+        out.insert(gateway.at);
+        let Spec::Gateway(spec) = &gateway.object.spec else {
+            return;
+        };
+        let namespace = &gateway.object.metadata.namespace;
+        for tls in spec.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            for c in &tls.certificate_refs {
+                let cert = ObjRef::new(c.namespace.as_deref().unwrap_or(namespace), &c.name);
+                self.add(docs, Kind::TlsCertificate, &cert, out);
+            }
+        }
     }
 
     fn add(&self, docs: &[RawDoc], kind: Kind, id: &ObjRef, out: &mut BTreeSet<DocRef>) {

@@ -9,6 +9,7 @@ use pingora::prelude::HttpPeer;
 use switchyard_config::{Retry, RetryOn, RetryPolicy, Rule, MAX_RETRY_BODY};
 use tracing::debug;
 
+use crate::locality::Tier;
 use crate::resilience::breaker::{self, Limit, Permit};
 use crate::resilience::clock::now_ms;
 use crate::resilience::outlier::{self, Outcome, Peers};
@@ -187,18 +188,26 @@ impl Attempts {
         true
     }
 
-    /// Records the current attempt's outcome on endpoint `endpoint` (once per attempt).
-    pub fn record(&mut self, backend: &BackendRuntime, endpoint: Option<usize>, outcome: Outcome) {
+    /// Records the current attempt's outcome on target `endpoint` of `tier` (once per attempt).
+    pub fn record(
+        &mut self,
+        backend: &BackendRuntime,
+        tier: Tier,
+        endpoint: Option<usize>,
+        outcome: Outcome,
+    ) {
         if self.recorded {
             return;
         }
         self.recorded = true;
-        let (Some(cfg), Some(i)) = (&backend.config.policy.outlier, endpoint) else {
+        let (Some(cfg), Some(i), Some((balancer, _))) =
+            (backend.outlier(tier), endpoint, backend.tier(tier))
+        else {
             return;
         };
         let peers = Peers {
-            backend: &backend.balancer.state().outlier,
-            endpoints: &backend.balancer.endpoints,
+            backend: &balancer.state().outlier,
+            endpoints: &balancer.endpoints,
         };
         outlier::record(cfg, &peers, i, outcome, now_ms());
     }

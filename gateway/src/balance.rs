@@ -125,6 +125,33 @@ impl Balancer {
         key: Option<&[u8]>,
         avoid: Option<usize>,
     ) -> Result<usize, NoPick> {
+        self.pick_in_rotation(key, avoid, true)
+    }
+
+    /// Endpoints in rotation now and endpoints with weight: `(available, eligible)`.
+    pub fn availability(&self) -> (usize, usize) {
+        let n = self.eligible.len();
+        if !self.state.outlier.is_degraded() {
+            return (n, n);
+        }
+        let now = now_ms();
+        let available = self
+            .eligible
+            .iter()
+            .filter(|&&i| self.endpoints[i as usize].state.may_serve(now))
+            .count();
+        (available, n)
+    }
+
+    /// [`pick_available`](Self::pick_available), with the panic threshold applied only when
+    /// `panic` is set; without it, a backend with no endpoint in rotation gives `NoneHealthy`
+    /// (the caller has somewhere else to go: another zone).
+    pub fn pick_in_rotation(
+        &self,
+        key: Option<&[u8]>,
+        avoid: Option<usize>,
+        panic: bool,
+    ) -> Result<usize, NoPick> {
         let Some(chosen) = self.pick(key, avoid) else {
             return Err(NoPick::Empty);
         };
@@ -138,7 +165,7 @@ impl Balancer {
             .iter()
             .filter(|&&i| self.endpoints[i as usize].state.may_serve(now))
             .count();
-        if (available as u64) * 100 < u64::from(self.panic_threshold) * n as u64 {
+        if panic && (available as u64) * 100 < u64::from(self.panic_threshold) * n as u64 {
             // Panic: too few endpoints left to carry the load; use them all.
             return Ok(chosen);
         }

@@ -9,11 +9,14 @@
 pub mod admin;
 pub mod attempt;
 pub mod balance;
+pub mod eastwest;
 pub mod filters;
 pub mod identity;
 pub mod live;
+pub mod locality;
 pub mod mirror;
 pub mod persist;
+pub mod pki;
 pub mod protocol;
 pub mod proxy;
 pub mod request;

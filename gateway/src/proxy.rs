@@ -25,8 +25,11 @@ use tracing::{debug, warn};
 
 use crate::attempt::{self, Attempts, Failure};
 use crate::balance::NoPick;
+use crate::eastwest;
 use crate::live::LiveConfig;
+use crate::locality::{self, Tier};
 use crate::mirror::{MirrorClient, MirrorJob};
+use crate::pki::MeshIdentity;
 use crate::request::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::resilience::cohort;
 use crate::resilience::outlier::Outcome;
@@ -38,6 +41,8 @@ use crate::state::InFlight;
 pub struct Gateway {
     live: Arc<LiveConfig>,
     mirror: MirrorClient,
+    /// The gateway's mesh identity, for east-west mTLS (`None` without a zone or a CA).
+    mesh: Option<Arc<MeshIdentity>>,
 }
 
 impl Gateway {
@@ -45,6 +50,7 @@ impl Gateway {
         Gateway {
             live,
             mirror: MirrorClient::default(),
+            mesh: None,
         }
     }
 }
@@ -63,6 +69,12 @@ pub struct RequestCtx {
     upstream_host: Option<String>,
     request_id: Option<String>,
     endpoint: Option<usize>,
+    /// The zone tier of `endpoint`.
+    tier: Tier,
+    /// Remote tiers that failed during this request (bit i: `backend.remote[i]`).
+    failed_tiers: u64,
+    /// The request came in on an east-west listener: local endpoints only.
+    east_west_in: bool,
     in_flight: Option<InFlight>,
     connect_failed: bool,
     reason: Option<Reason>,
@@ -107,6 +119,17 @@ impl Gateway {
         };
         ctx.https = port.https;
         let req = session.req_header();
+        if port.east_west {
+            return match eastwest::inbound_backend(&runtime, req) {
+                Ok(backend) => {
+                    ctx.east_west_in = true;
+                    ctx.backend = Some((backend, 0));
+                    ctx.runtime = Some(runtime);
+                    Decision::Proxy
+                }
+                Err(reason) => Decision::Reply(reason.status(), Some(reason), None),
+            };
+        }
         let raw_host = request::raw_host(req);
         ctx.original_host = raw_host.to_string();
         let host = request::match_host(raw_host);
@@ -206,9 +229,29 @@ impl Gateway {
         session: &Session,
         ctx: &mut RequestCtx,
     ) -> Option<(u16, Reason, ReplyHeader)> {
-        let (Some(runtime), Some(rule)) = (&ctx.runtime, &ctx.rule) else {
-            return None;
-        };
+        if let (Some(runtime), Some(rule)) = (&ctx.runtime, &ctx.rule) {
+            if let Some(reply) = Self::admit_rule(session, runtime, rule).await {
+                return Some(reply);
+            }
+        }
+        let (backend, _) = ctx.backend.as_ref()?;
+        if let Err(limit) = ctx.attempts.admit(backend) {
+            debug!(backend = %backend.id, limit = limit.as_str(), "circuit breaker open");
+            return Some((
+                503,
+                Reason::Overflow,
+                Some(("x-switchyard-limit", limit.as_str().into())),
+            ));
+        }
+        None
+    }
+
+    /// The rule's rate limit and fault injection.
+    async fn admit_rule(
+        session: &Session,
+        runtime: &Runtime,
+        rule: &Arc<Rule>,
+    ) -> Option<(u16, Reason, ReplyHeader)> {
         if let Some(limiter) = runtime.limiter(rule) {
             if let Err(wait) = limiter.check(client_ip(session), &session.req_header().headers) {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -227,15 +270,6 @@ impl Gateway {
                     tokio::time::sleep(delay).await;
                 }
             }
-        }
-        let (backend, _) = ctx.backend.as_ref()?;
-        if let Err(limit) = ctx.attempts.admit(backend) {
-            debug!(backend = %backend.id, limit = limit.as_str(), "circuit breaker open");
-            return Some((
-                503,
-                Reason::Overflow,
-                Some(("x-switchyard-limit", limit.as_str().into())),
-            ));
         }
         None
     }
@@ -257,6 +291,9 @@ impl ProxyHttp for Gateway {
             upstream_host: None,
             request_id: None,
             endpoint: None,
+            tier: Tier::Local,
+            failed_tiers: 0,
+            east_west_in: false,
             in_flight: None,
             connect_failed: false,
             reason: None,
@@ -328,11 +365,12 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some((backend, _)), Some(rule)) = (&ctx.backend, &ctx.rule) else {
+        let Some((backend, _)) = &ctx.backend else {
             return Err(respond::reason_error(Reason::NoBackend));
         };
+        let rule = ctx.rule.as_ref();
         ctx.in_flight = None;
-        if let Some(wait) = ctx.attempts.backoff(rule.retry.as_ref()) {
+        if let Some(wait) = ctx.attempts.backoff(rule.and_then(|r| r.retry.as_ref())) {
             tokio::time::sleep(wait).await;
         }
         if ctx.attempts.remaining().is_some_and(|r| r.is_zero()) {
@@ -348,11 +386,18 @@ impl ProxyHttp for Gateway {
             .hash_key
             .as_ref()
             .and_then(|k| request::hash_key(k, &session.req_header().headers, client_ip(session)));
-        let i = match backend
-            .balancer
-            .pick_available(key.as_deref(), ctx.endpoint)
-        {
-            Ok(i) => i,
+        let previous = ctx.endpoint.map(|i| (ctx.tier, i));
+        let picked = if ctx.east_west_in {
+            // Served from this zone only: a request crosses at most one zone boundary.
+            backend
+                .balancer
+                .pick_available(key.as_deref(), ctx.endpoint)
+                .map(|i| (Tier::Local, i))
+        } else {
+            locality::choose(backend, key.as_deref(), previous, ctx.failed_tiers)
+        };
+        let (tier, i) = match picked {
+            Ok(p) => p,
             Err(NoPick::Empty) => {
                 ctx.reason = Some(Reason::NoEndpoints);
                 return Err(respond::reason_error(Reason::NoEndpoints));
@@ -362,13 +407,22 @@ impl ProxyHttp for Gateway {
                 return Err(respond::reason_error(Reason::NoHealthyEndpoints));
             }
         };
-        ctx.in_flight = Some(InFlight::start(&backend.balancer.endpoints[i].state));
+        let Some((balancer, peers)) = backend.tier(tier) else {
+            return Err(respond::reason_error(Reason::NoEndpoints));
+        };
+        ctx.in_flight = Some(InFlight::start(&balancer.endpoints[i].state));
+        ctx.tier = tier;
         ctx.endpoint = Some(i);
         ctx.connect_failed = false;
         ctx.reason = None;
-        let mut peer = backend.peers[i].clone();
-        ctx.attempts
-            .limit_peer(&mut peer, rule, &attempt::policy(rule));
+        let mut peer = peers[i].clone();
+        if let Tier::Remote(t) = tier {
+            eastwest::outbound_peer(&mut peer, &backend.remote[t].zone, self.mesh.as_deref())?;
+        }
+        if let Some(rule) = rule {
+            ctx.attempts
+                .limit_peer(&mut peer, rule, &attempt::policy(rule));
+        }
         Ok(Box::new(peer))
     }
 
@@ -392,12 +446,19 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some((backend, _)), Some(rule)) = (&ctx.backend, &ctx.rule) else {
+        let Some((backend, _)) = &ctx.backend else {
             return Ok(());
         };
         let status = resp.status.as_u16();
+        let outcome = attempt::status_outcome(status);
         ctx.attempts
-            .record(backend, ctx.endpoint, attempt::status_outcome(status));
+            .record(backend, ctx.tier, ctx.endpoint, outcome);
+        if (502..=504).contains(&status) {
+            ctx.failed_tiers |= eastwest::tier_bit(ctx.tier);
+        }
+        let Some(rule) = &ctx.rule else {
+            return Ok(());
+        };
         if status >= 500
             && ctx
                 .attempts
@@ -432,9 +493,14 @@ impl ProxyHttp for Gateway {
             _ => Failure::Reset,
         };
         let retry = match (&ctx.backend, &ctx.rule) {
-            (Some((backend, _)), Some(rule)) => {
+            (Some((backend, _)), rule) => {
                 ctx.attempts
-                    .record(backend, ctx.endpoint, Outcome::GatewayError);
+                    .record(backend, ctx.tier, ctx.endpoint, Outcome::GatewayError);
+                ctx.failed_tiers |= eastwest::tier_bit(ctx.tier);
+                let Some(rule) = rule else {
+                    e.set_retry(false);
+                    return e;
+                };
                 let intact = !session.as_ref().retry_buffer_truncated()
                     && session.response_written().is_none();
                 ctx.attempts.should_retry(rule, backend, failure, intact)
@@ -474,6 +540,9 @@ impl ProxyHttp for Gateway {
         if let Some(id) = &ctx.request_id {
             upstream.insert_header(X_REQUEST_ID, id.as_str())?;
         }
+        if let Some((backend, _)) = &ctx.backend {
+            eastwest::upstream_headers(upstream, backend, ctx.tier, ctx.east_west_in)?;
+        }
         if let (Some(rule), Some((_, i))) = (&ctx.rule, &ctx.backend) {
             let per_backend = rule.backends[*i].filters.iter();
             crate::filters::request_headers(upstream, rule.filters.iter().chain(per_backend))?;
@@ -507,11 +576,14 @@ impl ProxyHttp for Gateway {
         ctx.connect_failed = true;
         ctx.reason = Some(Reason::UpstreamConnectFailure);
         let retry = match (&ctx.backend, &ctx.rule) {
-            (Some((backend, _)), Some(rule)) => {
+            (Some((backend, _)), rule) => {
                 ctx.attempts
-                    .record(backend, ctx.endpoint, Outcome::GatewayError);
-                ctx.attempts
-                    .should_retry(rule, backend, Failure::ConnectFailure, true)
+                    .record(backend, ctx.tier, ctx.endpoint, Outcome::GatewayError);
+                ctx.failed_tiers |= eastwest::tier_bit(ctx.tier);
+                rule.as_ref().is_some_and(|rule| {
+                    ctx.attempts
+                        .should_retry(rule, backend, Failure::ConnectFailure, true)
+                })
             }
             _ => false,
         };
@@ -557,7 +629,10 @@ impl ProxyHttp for Gateway {
             let route = ctx.rule.as_ref().map(|r| r.route.to_string());
             let backend = ctx.backend.as_ref().map(|(b, _)| b.id.to_string());
             let endpoint = match (&ctx.backend, ctx.endpoint) {
-                (Some((b, _)), Some(i)) => Some(b.balancer.endpoints[i].address.to_string()),
+                (Some((b, _)), Some(i)) => b
+                    .tier(ctx.tier)
+                    .and_then(|(balancer, _)| balancer.endpoints.get(i))
+                    .map(|e| e.address.to_string()),
                 _ => None,
             };
             warn!(

@@ -8,12 +8,13 @@ use std::time::SystemTime;
 
 use pingora::upstreams::peer::HttpPeer;
 use switchyard_config::{
-    Backend, GatewayConfig, Generation, HashKey, LbAlgorithm, ListenerProtocol, ObjRef, PortConfig,
-    Rule,
+    Backend, GatewayConfig, Generation, HashKey, LbAlgorithm, ListenerProtocol, ObjRef,
+    OutlierDetection, PortConfig, Rule,
 };
 use thiserror::Error;
 
 use crate::balance::{slots, Balancer};
+use crate::locality::{self, EastWestPaths, RemoteZone, Tier};
 use crate::resilience::health::Target;
 use crate::resilience::ratelimit::Limiter;
 use crate::state::StateRegistry;
@@ -46,6 +47,9 @@ pub struct GenerationInfo {
 pub struct PortRuntime {
     pub port: u16,
     pub https: bool,
+    /// A `switchyard.dev/EastWest` listener: mTLS from other zones' gateways, whose identity
+    /// headers are trusted, served from local endpoints only.
+    pub east_west: bool,
     /// Index into the Gateway's `ports`.
     index: usize,
     pub certificates: Option<SniCertificates>,
@@ -61,6 +65,29 @@ pub struct BackendRuntime {
     /// Prepared peers, aligned with `balancer.endpoints`.
     pub peers: Vec<HttpPeer>,
     pub hash_key: Option<HashKey>,
+    /// The zones this backend fails over to, in priority order (empty without zones).
+    pub remote: Vec<RemoteZone>,
+}
+
+impl BackendRuntime {
+    /// The balancer and peer templates of a tier.
+    pub fn tier(&self, tier: Tier) -> Option<(&Balancer, &[HttpPeer])> {
+        match tier {
+            Tier::Local => Some((&self.balancer, &self.peers)),
+            Tier::Remote(i) => self
+                .remote
+                .get(i)
+                .map(|z| (&z.balancer, z.peers.as_slice())),
+        }
+    }
+
+    /// The outlier detection that judges a tier's targets.
+    pub fn outlier(&self, tier: Tier) -> Option<&OutlierDetection> {
+        match tier {
+            Tier::Local => self.config.policy.outlier.as_ref(),
+            Tier::Remote(_) => Some(locality::remote_outlier()),
+        }
+    }
 }
 
 /// The compiled generation.
@@ -99,13 +126,16 @@ impl Runtime {
             ports.push(PortRuntime {
                 port: p.port,
                 https: matches!(p.protocol, ListenerProtocol::Https),
+                east_west: p.protocol == ListenerProtocol::EastWest,
                 index,
                 certificates: port_certificates(p)?,
             });
         }
+        let own_zone = gw.zone.as_deref();
+        let paths = locality::east_west_paths(&config, own_zone);
         let mut backends = HashMap::with_capacity(config.backends.len());
         for b in config.backends.values() {
-            let rt = compile_backend(b, registry)?;
+            let rt = compile_backend(b, own_zone, &paths, registry)?;
             backends.insert(backend_key(b), Arc::new(rt));
         }
         let mut limiters = HashMap::new();
@@ -150,6 +180,11 @@ impl Runtime {
 
     pub fn ports(&self) -> &[PortRuntime] {
         &self.ports
+    }
+
+    /// A backend by namespace and name.
+    pub fn backend_by_id(&self, id: &ObjRef) -> Option<&Arc<BackendRuntime>> {
+        self.config.backends.get(id).and_then(|b| self.backend(b))
     }
 
     pub fn backend(&self, b: &Arc<Backend>) -> Option<&Arc<BackendRuntime>> {
@@ -215,11 +250,16 @@ fn port_certificates(p: &PortConfig) -> Result<Option<SniCertificates>, CompileE
 
 fn compile_backend(
     b: &Arc<Backend>,
+    own_zone: Option<&str>,
+    paths: &EastWestPaths,
     registry: &StateRegistry,
 ) -> Result<BackendRuntime, CompileError> {
-    let slots = slots(&b.endpoints, |addr| registry.endpoint(&b.id, addr));
-    let peers = b
-        .endpoints
+    let (local, zones) = locality::split(b, own_zone);
+    let remote = locality::remote_zones(b, &zones, paths, registry, |addr| {
+        crate::upstream::east_west_peer(addr, &b.policy)
+    });
+    let slots = slots(&local, |addr| registry.endpoint(&b.id, addr));
+    let peers = local
         .iter()
         .map(|e| crate::upstream::prepare_peer(e.address, &b.policy))
         .collect::<Result<Vec<_>, _>>()
@@ -242,5 +282,6 @@ fn compile_backend(
         ),
         peers,
         hash_key,
+        remote,
     })
 }

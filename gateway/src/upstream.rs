@@ -62,3 +62,20 @@ pub fn prepare_peer(address: SocketAddr, policy: &BackendPolicy) -> Result<HttpP
     }
     Ok(peer)
 }
+
+/// The peer template for one east-west address of a remote zone: TLS (HTTP/1.1, so
+/// WebSocket upgrades cross zones too), with the backend's timeouts. The mesh client
+/// certificate, trust bundle and SNI are set per attempt, because they rotate.
+pub fn east_west_peer(address: SocketAddr, policy: &BackendPolicy) -> HttpPeer {
+    let mut peer = HttpPeer::new(address, true, String::new());
+    let o = &mut peer.options;
+    o.connection_timeout = Some(policy.connect_timeout);
+    o.total_connection_timeout = Some(policy.connect_timeout * 2);
+    o.read_timeout = policy.read_timeout;
+    o.write_timeout = policy.write_timeout;
+    o.idle_timeout = Some(policy.idle_timeout);
+    o.alpn = ALPN::H1;
+    o.verify_cert = true;
+    o.verify_hostname = true;
+    peer
+}

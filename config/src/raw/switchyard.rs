@@ -38,6 +38,15 @@ pub(crate) struct BackendPolicySpec {
     pub health_check: Option<RawHealthCheck>,
     pub panic_threshold: Option<u32>,
     pub retry_budget: Option<RawRetryBudget>,
+    pub locality: Option<RawLocality>,
+}
+
+/// `BackendPolicy.spec.locality`: zone preference and failover order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawLocality {
+    pub failover: Option<Vec<String>>,
+    pub min_healthy_percent: Option<u32>,
 }
 
 /// `BackendPolicy.spec.targetRefs[]`.

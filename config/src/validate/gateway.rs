@@ -10,6 +10,8 @@ use crate::report::Reporter;
 
 /// The label that places a Gateway in a zone.
 pub(crate) const ZONE_LABEL: &str = "switchyard.dev/zone";
+/// The listener protocol of a zone's east-west (mTLS, gateway-to-gateway) listener.
+pub(crate) const EAST_WEST_PROTOCOL: &str = "switchyard.dev/EastWest";
 
 /// A validated Gateway.
 #[derive(Debug)]
@@ -190,7 +192,8 @@ fn listener(
         }
     }
     let tls = match (protocol, &raw.tls) {
-        (ListenerProtocol::Http, None) => None,
+        (ListenerProtocol::Http | ListenerProtocol::EastWest, None) => None,
+        (ListenerProtocol::EastWest, Some(_)) => None,
         (ListenerProtocol::Http, Some(_)) => {
             rep.error(
                 site,

@@ -22,7 +22,7 @@ use crate::raw::document::Metadata;
 use crate::raw::{DocRef, Kind, RawDoc, SourceText, Spec};
 use crate::report::{Reporter, Site};
 
-pub(crate) use gateway::{ValidGateway, ValidListener, ZONE_LABEL};
+pub(crate) use gateway::{ValidGateway, ValidListener, EAST_WEST_PROTOCOL, ZONE_LABEL};
 pub(crate) use route::ValidRoute;
 
 /// Route sets smaller than this are validated on the calling thread.
@@ -197,7 +197,7 @@ fn group<'a>(docs: &'a [RawDoc], rep: &mut Reporter<'_>) -> Objects<'a> {
 }
 
 /// Kubernetes object names: DNS subdomains (`dots`) or labels, lowercase.
-fn check_name(name: &str, max: usize, dots: bool) -> Result<(), String> {
+pub(crate) fn check_name(name: &str, max: usize, dots: bool) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty".into());
     }

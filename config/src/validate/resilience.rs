@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use super::{duration, Field};
-use crate::model::BackendPolicy;
+use crate::model::{BackendPolicy, Locality};
 use crate::raw::switchyard::{
-    BackendPolicySpec, RawCircuitBreaker, RawHealthCheck, RawHttpProbe, RawOutlierDetection,
-    RawRetryBudget, RawStatus, RawSuccessRate,
+    BackendPolicySpec, RawCircuitBreaker, RawHealthCheck, RawHttpProbe, RawLocality,
+    RawOutlierDetection, RawRetryBudget, RawStatus, RawSuccessRate,
 };
 use crate::report::{Reporter, Site};
 use crate::resilience::{
@@ -52,6 +52,30 @@ pub(super) fn apply(
     if let Some(b) = &spec.retry_budget {
         policy.retry_budget = retry_budget(b, &root.key("retryBudget"), site, rep);
     }
+    if let Some(l) = &spec.locality {
+        policy.locality = locality(l, &root.key("locality"), site, rep);
+    }
+}
+
+fn locality(raw: &RawLocality, base: &Field<'_>, site: &Site, rep: &mut Reporter<'_>) -> Locality {
+    let mut out = Locality::default();
+    if let Some(p) = raw.min_healthy_percent {
+        if let Some(p) = percent(p, site, base.key("minHealthyPercent"), rep) {
+            out.min_healthy_percent = p;
+        }
+    }
+    for (i, zone) in raw.failover.iter().flatten().enumerate() {
+        let failover = base.key("failover");
+        let field = failover.at(i);
+        if let Err(why) = super::check_name(zone, 63, false) {
+            rep.error(site, field, format!("zone {zone:?}: {why}"));
+        } else if out.failover.contains(zone) {
+            rep.error(site, field, format!("zone {zone:?} is listed twice"));
+        } else {
+            out.failover.push(zone.clone());
+        }
+    }
+    out
 }
 
 fn circuit_breaker(
