@@ -46,6 +46,8 @@ pub struct Generation {
     pub gateways: Vec<GatewayConfig>,
     /// Every backend, with its policy applied.
     pub backends: BTreeMap<ObjRef, Arc<Backend>>,
+    /// The egress allowlist (every ExternalService; egress is global to the set).
+    pub egress: crate::egress::EgressTable,
 }
 
 impl Generation {
@@ -141,6 +143,17 @@ pub enum ListenerProtocol {
     Http,
     /// TLS-terminated HTTP.
     Https,
+    /// `switchyard.dev/Egress`: HTTP forward proxy for apps, checked against ExternalServices.
+    Egress,
+    /// `switchyard.dev/EgressConnect`: CONNECT tunnels, checked against ExternalServices.
+    EgressConnect,
+}
+
+impl ListenerProtocol {
+    /// True for listeners that serve HTTPRoutes (egress listeners take no routes).
+    pub fn takes_routes(self) -> bool {
+        matches!(self, ListenerProtocol::Http | ListenerProtocol::Https)
+    }
 }
 
 impl fmt::Display for ListenerProtocol {
@@ -148,6 +161,8 @@ impl fmt::Display for ListenerProtocol {
         f.write_str(match self {
             ListenerProtocol::Http => "HTTP",
             ListenerProtocol::Https => "HTTPS",
+            ListenerProtocol::Egress => "switchyard.dev/Egress",
+            ListenerProtocol::EgressConnect => "switchyard.dev/EgressConnect",
         })
     }
 }

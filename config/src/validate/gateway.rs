@@ -166,15 +166,20 @@ fn listener(
     let protocol = match raw.protocol.as_str() {
         "HTTP" => ListenerProtocol::Http,
         "HTTPS" => ListenerProtocol::Https,
+        "switchyard.dev/Egress" => ListenerProtocol::Egress,
+        "switchyard.dev/EgressConnect" => ListenerProtocol::EgressConnect,
         other => {
             rep.error(
                 site,
                 format!("{field}.protocol"),
-                format!("unsupported protocol {other:?} (supported: HTTP, HTTPS)"),
+                format!("unsupported protocol {other:?} (supported: HTTP, HTTPS, switchyard.dev/Egress, switchyard.dev/EgressConnect)"),
             );
             return None;
         }
     };
+    if !protocol.takes_routes() {
+        return super::egress::listener(raw, field, protocol, site, rep);
+    }
     if raw.port == 0 {
         rep.error(
             site,
@@ -190,6 +195,8 @@ fn listener(
         }
     }
     let tls = match (protocol, &raw.tls) {
+        // Validated by `egress::listener` above.
+        (ListenerProtocol::Egress | ListenerProtocol::EgressConnect, _) => None,
         (ListenerProtocol::Http, None) => None,
         (ListenerProtocol::Http, Some(_)) => {
             rep.error(
