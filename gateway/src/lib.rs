@@ -9,6 +9,8 @@
 pub mod admin;
 pub mod attempt;
 pub mod balance;
+pub mod certwatch;
+pub mod egress;
 pub mod filters;
 pub mod identity;
 pub mod live;
