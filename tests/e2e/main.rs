@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod control;
 mod control_load;
+mod egress;
 mod filters;
 mod fleet;
 mod protocols;
