@@ -4,7 +4,9 @@
 //! again. A pair that loads and differs from the one in use is swapped into its [`CertSlot`],
 //! so new handshakes present it at once; a bad or half-written file is logged (file and
 //! reason) and the previous key keeps serving, until the next change. The watch follows
-//! generation swaps: when the live generation changes, the set of watched files is rebuilt.
+//! generation swaps: when the live generation changes, the set of watched files is rebuilt
+//! and the files are read once more, so a change made while the generation compiled is not
+//! missed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -125,6 +127,8 @@ fn arm(watcher: &mut RecommendedWatcher, old: Option<Armed>, runtime: Arc<Runtim
             }
         }
     }
+    // Files may have changed between the generation's compile and this watch: read them once.
+    reload(&slots, &dirs, &dirs.keys().cloned().collect());
     Armed {
         runtime,
         slots,

@@ -2,6 +2,7 @@
 //! backends, driven by real clients. One test binary; each module tells one story.
 
 mod bad_input;
+mod certreload;
 mod common;
 mod control;
 mod control_load;
