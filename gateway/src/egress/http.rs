@@ -63,8 +63,17 @@ pub struct Target {
     addr: SocketAddr,
     /// The `Host` sent upstream.
     authority: String,
-    /// TLS origination: SNI, CA bundle (`None`: system roots) and a pool group for the bundle.
-    tls: Option<(String, Option<Arc<[WrappedX509]>>, u64)>,
+    tls: Option<Origination>,
+}
+
+/// TLS origination of one request.
+#[derive(Debug)]
+struct Origination {
+    sni: String,
+    /// `None`: the system roots.
+    ca: Option<Arc<[WrappedX509]>>,
+    /// Pool group of the bundle (the pool key ignores `ca`).
+    group: u64,
 }
 
 /// Per-request state.
@@ -136,7 +145,7 @@ impl EgressHttp {
                     },
                     None => (None, 0),
                 };
-                (t.target_port, Some((sni, ca, group)))
+                (t.target_port, Some(Origination { sni, ca, group }))
             }
         };
         let service = m.service.clone();
@@ -238,7 +247,7 @@ impl ProxyHttp for EgressHttp {
             ));
         };
         let (tls, sni) = match &target.tls {
-            Some((sni, ..)) => (true, sni.clone()),
+            Some(o) => (true, o.sni.clone()),
             None => (false, String::new()),
         };
         let mut peer = HttpPeer::new(target.addr, tls, sni);
@@ -249,12 +258,12 @@ impl ProxyHttp for EgressHttp {
         o.write_timeout = Some(IO_TIMEOUT);
         o.idle_timeout = Some(POOL_IDLE);
         o.alpn = ALPN::H1;
-        if let Some((_, ca, group)) = &target.tls {
+        if let Some(t) = &target.tls {
             o.verify_cert = true;
             o.verify_hostname = true;
-            o.ca = ca.clone();
+            o.ca = t.ca.clone();
             // The pool key ignores `ca`: keep connections verified under another bundle apart.
-            peer.group_key = *group;
+            peer.group_key = t.group;
         }
         Ok(Box::new(peer))
     }

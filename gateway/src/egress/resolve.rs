@@ -16,10 +16,13 @@ const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cache entries kept at most; the cache is cleared when it would grow past this.
 const DNS_CACHE_MAX: usize = 4096;
 
+/// A DNS answer and when it was received.
+type Answer = (Instant, Arc<[IpAddr]>);
+
 /// Resolves external hosts; shared by every request of a listener.
 #[derive(Debug, Default)]
 pub struct Resolver {
-    cache: Mutex<HashMap<String, (Instant, Arc<[IpAddr]>)>>,
+    cache: Mutex<HashMap<String, Answer>>,
 }
 
 impl Resolver {
