@@ -159,7 +159,38 @@ impl EgressListeners {
 
 #[cfg(test)]
 mod tests {
-    use super::split_authority;
+    use super::{split_authority, EgressRuntime};
+
+    #[test]
+    fn ca_files_are_parsed_when_the_generation_compiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = |ca: &str| {
+            format!(
+                "apiVersion: switchyard.dev/v1alpha1\nkind: ExternalService\nmetadata: {{name: pay}}\nspec:\n  hosts: [api.pay.test]\n  ports: [{{number: 80, protocol: HTTP, originateTls: {{caFile: {ca}}}}}]\n"
+            )
+        };
+        let file = dir.path().join("egress.yaml").display().to_string();
+        let build = |ca: &str| {
+            switchyard_config::build(&[switchyard_config::SourceFile::new(&file, yaml(ca))])
+                .unwrap()
+        };
+        let missing = EgressRuntime::compile(&build("missing.pem")).unwrap_err();
+        let text = missing.to_string();
+        assert!(
+            text.starts_with("ExternalService default/pay: originateTls.caFile "),
+            "{text}"
+        );
+        assert!(
+            text.contains(&dir.path().join("missing.pem").display().to_string()),
+            "{text}"
+        );
+        std::fs::write(dir.path().join("garbage.pem"), "not a certificate").unwrap();
+        let garbage = EgressRuntime::compile(&build("garbage.pem")).unwrap_err();
+        assert!(
+            garbage.to_string().contains("no CERTIFICATE block"),
+            "{garbage}"
+        );
+    }
 
     #[test]
     fn authorities() {
