@@ -50,6 +50,7 @@ pub(crate) fn compile(
         files,
         gateways,
         backends: model.backends,
+        egress: crate::egress::EgressTable::new(model.external_services),
     }
 }
 
@@ -89,6 +90,7 @@ fn attach(
         let selected: Vec<&ValidListener> = gateway
             .listeners
             .iter()
+            .filter(|l| l.protocol.takes_routes())
             .filter(|l| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
             .filter(|l| parent.port.is_none_or(|p| p == l.port))
             .collect();

@@ -60,6 +60,7 @@
 mod compile;
 mod diag;
 mod duration;
+mod egress;
 mod filters;
 mod hostname;
 mod model;
@@ -78,6 +79,9 @@ use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use duration::{parse_duration, DurationError};
+pub use egress::{
+    EgressMatch, EgressTable, ExternalPort, ExternalProtocol, ExternalService, OriginateTls,
+};
 pub use filters::{redirect_location, rewrite_path};
 pub use model::*;
 pub use resilience::*;

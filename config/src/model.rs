@@ -46,6 +46,8 @@ pub struct Generation {
     pub gateways: Vec<GatewayConfig>,
     /// Every backend, with its policy applied.
     pub backends: BTreeMap<ObjRef, Arc<Backend>>,
+    /// The egress allowlist (every ExternalService; egress is global to the set).
+    pub egress: crate::egress::EgressTable,
 }
 
 impl Generation {
@@ -143,6 +145,17 @@ pub enum ListenerProtocol {
     Https,
     /// `switchyard.dev/EastWest`: the zone's mTLS listener for other zones' gateways.
     EastWest,
+    /// `switchyard.dev/Egress`: HTTP forward proxy for apps, checked against ExternalServices.
+    Egress,
+    /// `switchyard.dev/EgressConnect`: CONNECT tunnels, checked against ExternalServices.
+    EgressConnect,
+}
+
+impl ListenerProtocol {
+    /// True for listeners that serve HTTPRoutes (egress listeners take no routes).
+    pub fn takes_routes(self) -> bool {
+        matches!(self, ListenerProtocol::Http | ListenerProtocol::Https)
+    }
 }
 
 impl fmt::Display for ListenerProtocol {
@@ -151,6 +164,8 @@ impl fmt::Display for ListenerProtocol {
             ListenerProtocol::Http => "HTTP",
             ListenerProtocol::Https => "HTTPS",
             ListenerProtocol::EastWest => "switchyard.dev/EastWest",
+            ListenerProtocol::Egress => "switchyard.dev/Egress",
+            ListenerProtocol::EgressConnect => "switchyard.dev/EgressConnect",
         })
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! A view holds the Gateway itself, the HTTPRoutes whose parentRefs name it, the Backends those
 //! routes send to (backendRefs and mirrors), the BackendPolicies targeting those Backends, the
-//! TrafficPolicies targeting those routes (or their rules) and the TLSCertificates its
-//! listeners use. A zoned Gateway also gets the other zones' Gateways that have an east-west
-//! listener (its failover targets) and, when it has an east-west listener itself, every
-//! Backend with endpoints in its zone (the Backends other zones' gateways may name). Views are cut from the operator's files document by
+//! TrafficPolicies targeting those routes (or their rules), the TLSCertificates its
+//! listeners use, and every ExternalService (egress is global). A zoned Gateway also gets the
+//! other zones' Gateways that have an east-west listener (its failover targets) and, when it
+//! has an east-west listener itself, every Backend with endpoints in its zone (the Backends
+//! other zones' gateways may name). Views are cut from the operator's files document by
 //! document: every file keeps its path, and every left-out document is replaced by as many
 //! empty lines as it had, so a gateway validating its view reports the operator's own file,
 //! line and column, and precedence (file path, then order in the file) is unchanged.
@@ -140,6 +141,11 @@ impl Index {
             }
         }
         for doc in docs {
+            // Egress is global: every gateway gets every ExternalService.
+            if let Spec::ExternalService(_) = &doc.object.spec {
+                out.insert(doc.at);
+                continue;
+            }
             let Spec::HttpRoute(route) = &doc.object.spec else {
                 continue;
             };
@@ -314,6 +320,31 @@ spec:
         let gen_b = build_view(&b.files).unwrap();
         assert_eq!(gen_b.backends.len(), 2);
         assert_eq!(gen_b.gateways[0].ports[0].routes.rule_count(), 2);
+    }
+
+    #[test]
+    fn every_view_holds_every_external_service() {
+        let set = SET.to_string()
+            + r#"---
+apiVersion: switchyard.dev/v1alpha1
+kind: ExternalService
+metadata: {name: payments}
+spec:
+  hosts: [api.payments.test]
+  ports: [{number: 443, protocol: TLS}]
+"#;
+        let files = vec![SourceFile::new("set.yaml", &set)];
+        let (_, views) = build_with_views(&files).unwrap();
+        for view in &views {
+            let generation = build_view(&view.files).unwrap();
+            let names: Vec<&str> = generation
+                .egress
+                .services()
+                .iter()
+                .map(|s| s.id.name.as_str())
+                .collect();
+            assert_eq!(names, ["payments"], "view of {}", view.gateway);
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@
 pub mod admin;
 pub mod attempt;
 pub mod balance;
+pub mod certwatch;
 pub mod eastwest;
+pub mod egress;
 pub mod filters;
 pub mod identity;
 pub mod live;

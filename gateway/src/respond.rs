@@ -32,6 +32,12 @@ pub enum Reason {
     FaultAbort,
     BadRequest,
     Internal,
+    /// No ExternalService allows the egress target (or not for this listener's protocol).
+    EgressDenied,
+    /// TLS origination to an external host failed (handshake or verification).
+    EgressTlsFailed,
+    /// The external host's name did not resolve.
+    EgressUnresolved,
 }
 
 impl Reason {
@@ -50,6 +56,9 @@ impl Reason {
             Reason::FaultAbort => "fault_abort",
             Reason::BadRequest => "bad_request",
             Reason::Internal => "internal",
+            Reason::EgressDenied => "egress_denied",
+            Reason::EgressTlsFailed => "egress_tls_failed",
+            Reason::EgressUnresolved => "egress_unresolved",
         }
     }
 
@@ -65,6 +74,8 @@ impl Reason {
             Reason::Overflow | Reason::NoHealthyEndpoints | Reason::FaultAbort => 503,
             Reason::RateLimited => 429,
             Reason::BadRequest => 400,
+            Reason::EgressDenied => 403,
+            Reason::EgressTlsFailed | Reason::EgressUnresolved => 502,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::locality::{self, EastWestPaths, RemoteZone, Tier};
 use crate::resilience::health::Target;
 use crate::resilience::ratelimit::Limiter;
 use crate::state::StateRegistry;
-use crate::tls::{load_certified_key, SniCertificates, TlsError};
+use crate::tls::{CertSlot, SniCertificates, TlsError};
 
 #[derive(Debug, Error)]
 pub enum CompileError {
@@ -31,6 +31,8 @@ pub enum CompileError {
     },
     #[error("Backend {backend}: {source}")]
     UpstreamTls { backend: ObjRef, source: TlsError },
+    #[error(transparent)]
+    Egress(#[from] crate::egress::EgressCompileError),
 }
 
 /// Identity and provenance of a generation, as `/config` reports it.
@@ -101,6 +103,8 @@ pub struct Runtime {
     backends: HashMap<usize, Arc<BackendRuntime>>,
     /// Rate limiters of the rules that have one, keyed by the address of the `Arc<Rule>`.
     limiters: HashMap<usize, Arc<Limiter>>,
+    /// The egress listeners' CA bundles.
+    pub egress: crate::egress::EgressRuntime,
 }
 
 fn backend_key(b: &Arc<Backend>) -> usize {
@@ -148,6 +152,7 @@ impl Runtime {
                 }
             }
         }
+        let egress = crate::egress::EgressRuntime::compile(&config)?;
         let info = GenerationInfo {
             number,
             digest: config.digest.clone(),
@@ -160,6 +165,7 @@ impl Runtime {
             ports,
             backends,
             limiters,
+            egress,
             config,
         })
     }
@@ -236,11 +242,9 @@ fn port_certificates(p: &PortConfig) -> Result<Option<SniCertificates>, CompileE
     for l in &p.listeners {
         let Some(tls) = &l.tls else { continue };
         for c in &tls.certificates {
-            let key = load_certified_key(&c.cert_file, &c.key_file).map_err(|source| {
-                CompileError::Certificate {
-                    certificate: c.id.clone(),
-                    source,
-                }
+            let key = CertSlot::load(c).map_err(|source| CompileError::Certificate {
+                certificate: c.id.clone(),
+                source,
             })?;
             sni.insert(l.hostname.as_deref(), key);
         }

@@ -117,8 +117,14 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
 
     let runtime = live.current();
     let address = runtime.gateway().address;
+    let mut egress = crate::egress::EgressListeners::new(&conf, live.clone());
     for port in runtime.ports() {
         let addr = SocketAddr::new(address, port.port).to_string();
+        let protocol = runtime.port_config(port).protocol;
+        if egress.bind(protocol, &addr) {
+            info!(%addr, %protocol, "egress listening");
+            continue;
+        }
         if port.https {
             let mut tls = TlsSettings::intermediate("", "").map_err(|e| ServeError::Listener {
                 addr: addr.clone(),
@@ -144,7 +150,12 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     admin.add_tcp(&opts.admin.to_string());
     info!(addr = %opts.admin, "admin listening");
 
+    if let Err(e) = crate::certwatch::start(&live) {
+        warn!(error = %e, "listener certificates will reload only with a new generation");
+    }
+
     server.add_service(proxy);
+    egress.add_to(&mut server);
     server.add_service(admin);
     server.run_forever()
 }

@@ -7,11 +7,13 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use pingora::utils::tls::WrappedX509;
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use switchyard_config::CertificateFiles;
 use thiserror::Error;
 
 use crate::live::LiveConfig;
@@ -71,14 +73,53 @@ pub fn load_ca_bundle(path: &Path) -> Result<Arc<[WrappedX509]>, TlsError> {
         .into())
 }
 
+/// One listener certificate: its files and the key loaded from them. The key is swapped in
+/// place when the files change on disk ([`crate::certwatch`]), so new handshakes get the new
+/// certificate without a new generation.
+pub struct CertSlot {
+    pub files: CertificateFiles,
+    key: ArcSwap<CertifiedKey>,
+}
+
+impl fmt::Debug for CertSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertSlot")
+            .field("id", &self.files.id)
+            .finish()
+    }
+}
+
+impl CertSlot {
+    /// Loads the certificate and key of `files`.
+    pub fn load(files: &CertificateFiles) -> Result<Arc<CertSlot>, TlsError> {
+        let key = load_certified_key(&files.cert_file, &files.key_file)?;
+        Ok(Arc::new(CertSlot {
+            files: files.clone(),
+            key: ArcSwap::new(key),
+        }))
+    }
+
+    /// The key new handshakes get.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.key.load_full()
+    }
+
+    /// Replaces the key for new handshakes.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.key.store(key);
+    }
+}
+
 /// The certificates of one HTTPS port, chosen by the client's SNI.
 #[derive(Default)]
 pub struct SniCertificates {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: HashMap<String, Arc<CertSlot>>,
     /// `*.example.com` stored as `.example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertSlot>>,
+    default: Option<Arc<CertSlot>>,
     catch_all_default: bool,
+    /// Every slot once, in insertion order.
+    slots: Vec<Arc<CertSlot>>,
 }
 
 impl fmt::Debug for SniCertificates {
@@ -92,10 +133,13 @@ impl fmt::Debug for SniCertificates {
 }
 
 impl SniCertificates {
-    /// Registers a key for a listener hostname (`None`: the listener takes any name). The
-    /// first listener without a hostname supplies the default certificate; failing that,
+    /// Registers a certificate for a listener hostname (`None`: the listener takes any name).
+    /// The first listener without a hostname supplies the default certificate; failing that,
     /// the first listener does.
-    pub fn insert(&mut self, hostname: Option<&str>, key: Arc<CertifiedKey>) {
+    pub fn insert(&mut self, hostname: Option<&str>, key: Arc<CertSlot>) {
+        if !self.slots.iter().any(|s| Arc::ptr_eq(s, &key)) {
+            self.slots.push(key.clone());
+        }
         match hostname {
             Some(h) if h.starts_with("*.") => {
                 let suffix = h[1..].to_ascii_lowercase();
@@ -120,18 +164,23 @@ impl SniCertificates {
         if let Some(name) = sni {
             let name = name.to_ascii_lowercase();
             if let Some(k) = self.exact.get(&name) {
-                return Some(k.clone());
+                return Some(k.current());
             }
             let mut rest = name.as_str();
             while let Some(dot) = rest.find('.') {
                 let suffix = &rest[dot..];
                 if let Some(k) = self.wildcard.get(suffix) {
-                    return Some(k.clone());
+                    return Some(k.current());
                 }
                 rest = &rest[dot + 1..];
             }
         }
-        self.default.clone()
+        self.default.as_ref().map(|k| k.current())
+    }
+
+    /// Every certificate of the port, once each.
+    pub fn slots(&self) -> &[Arc<CertSlot>] {
+        &self.slots
     }
 }
 

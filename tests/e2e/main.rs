@@ -2,9 +2,11 @@
 //! backends, driven by real clients. One test binary; each module tells one story.
 
 mod bad_input;
+mod certreload;
 mod common;
 mod control;
 mod control_load;
+mod egress;
 mod filters;
 mod fleet;
 mod protocols;

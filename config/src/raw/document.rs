@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::egress::ExternalServiceSpec;
 use super::gateway::GatewaySpec;
 use super::route::HttpRouteSpec;
 use super::switchyard::{BackendPolicySpec, BackendSpec, TlsCertificateSpec, TrafficPolicySpec};
@@ -19,25 +20,29 @@ pub(crate) enum Kind {
     BackendPolicy,
     TlsCertificate,
     TrafficPolicy,
+    ExternalService,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Gateway,
         Kind::HttpRoute,
         Kind::Backend,
         Kind::BackendPolicy,
         Kind::TlsCertificate,
         Kind::TrafficPolicy,
+        Kind::ExternalService,
     ];
 
     /// The `apiVersion` the kind is served under.
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Kind::Gateway | Kind::HttpRoute => "gateway.networking.k8s.io/v1",
-            Kind::Backend | Kind::BackendPolicy | Kind::TlsCertificate | Kind::TrafficPolicy => {
-                "switchyard.dev/v1alpha1"
-            }
+            Kind::Backend
+            | Kind::BackendPolicy
+            | Kind::TlsCertificate
+            | Kind::TrafficPolicy
+            | Kind::ExternalService => "switchyard.dev/v1alpha1",
         }
     }
 
@@ -50,6 +55,7 @@ impl Kind {
             Kind::BackendPolicy => "BackendPolicy",
             Kind::TlsCertificate => "TLSCertificate",
             Kind::TrafficPolicy => "TrafficPolicy",
+            Kind::ExternalService => "ExternalService",
         }
     }
 
@@ -114,6 +120,7 @@ pub(crate) enum Spec {
     BackendPolicy(Box<BackendPolicySpec>),
     TlsCertificate(TlsCertificateSpec),
     TrafficPolicy(Box<TrafficPolicySpec>),
+    ExternalService(ExternalServiceSpec),
     /// apiVersion/kind not supported: the spec was skipped (validation reports it).
     Unsupported,
     /// `spec` came before `apiVersion`/`kind`: the parser reads the document again knowing the kind.
@@ -298,5 +305,6 @@ fn next_spec<'de, A: MapAccess<'de>>(map: &mut A, kind: Kind) -> Result<Spec, A:
         Kind::BackendPolicy => Spec::BackendPolicy(map.next_value()?),
         Kind::TlsCertificate => Spec::TlsCertificate(map.next_value()?),
         Kind::TrafficPolicy => Spec::TrafficPolicy(map.next_value()?),
+        Kind::ExternalService => Spec::ExternalService(map.next_value()?),
     })
 }

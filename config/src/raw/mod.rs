@@ -1,6 +1,7 @@
 //! Stage one: YAML text to raw serde objects, with positioned diagnostics for malformed or mistyped documents.
 
 pub(crate) mod document;
+pub(crate) mod egress;
 pub(crate) mod gateway;
 pub(crate) mod route;
 pub(crate) mod split;

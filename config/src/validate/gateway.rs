@@ -168,15 +168,23 @@ fn listener(
     let protocol = match raw.protocol.as_str() {
         "HTTP" => ListenerProtocol::Http,
         "HTTPS" => ListenerProtocol::Https,
+        "switchyard.dev/Egress" => ListenerProtocol::Egress,
+        "switchyard.dev/EgressConnect" => ListenerProtocol::EgressConnect,
         other => {
             rep.error(
                 site,
                 format!("{field}.protocol"),
-                format!("unsupported protocol {other:?} (supported: HTTP, HTTPS)"),
+                format!("unsupported protocol {other:?} (supported: HTTP, HTTPS, switchyard.dev/Egress, switchyard.dev/EgressConnect)"),
             );
             return None;
         }
     };
+    if matches!(
+        protocol,
+        ListenerProtocol::Egress | ListenerProtocol::EgressConnect
+    ) {
+        return super::egress::listener(raw, field, protocol, site, rep);
+    }
     if raw.port == 0 {
         rep.error(
             site,
@@ -192,6 +200,8 @@ fn listener(
         }
     }
     let tls = match (protocol, &raw.tls) {
+        // Validated by `egress::listener` above.
+        (ListenerProtocol::Egress | ListenerProtocol::EgressConnect, _) => None,
         (ListenerProtocol::Http | ListenerProtocol::EastWest, None) => None,
         (ListenerProtocol::EastWest, Some(_)) => None,
         (ListenerProtocol::Http, Some(_)) => {

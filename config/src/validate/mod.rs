@@ -6,6 +6,7 @@
 //! produce "unknown Backend" errors in every route that uses it.
 
 mod backend;
+mod egress;
 mod filter;
 mod gateway;
 mod matches;
@@ -34,6 +35,7 @@ pub(crate) struct Model {
     pub backends: BTreeMap<ObjRef, Arc<Backend>>,
     pub gateways: Vec<ValidGateway>,
     pub routes: Vec<ValidRoute>,
+    pub external_services: Vec<crate::egress::ExternalService>,
 }
 
 /// One object of a known kind, with its typed spec.
@@ -54,6 +56,7 @@ struct Objects<'a> {
     policies: Vec<Object<'a, crate::raw::switchyard::BackendPolicySpec>>,
     certificates: Vec<Object<'a, crate::raw::switchyard::TlsCertificateSpec>>,
     traffic: Vec<Object<'a, crate::raw::switchyard::TrafficPolicySpec>>,
+    external: Vec<Object<'a, crate::raw::egress::ExternalServiceSpec>>,
 }
 
 /// Validates every parsed object.
@@ -90,10 +93,12 @@ pub(crate) fn validate(
         routes.extend(part);
         rep.absorb(part_rep);
     }
+    let external_services = egress::external_services(&objects.external, sources, rep);
     Model {
         backends,
         gateways,
         routes,
+        external_services,
     }
 }
 
@@ -185,6 +190,12 @@ fn group<'a>(docs: &'a [RawDoc], rep: &mut Reporter<'_>) -> Objects<'a> {
                 spec,
             }),
             Spec::TrafficPolicy(spec) => objects.traffic.push(Object {
+                site,
+                id,
+                meta,
+                spec,
+            }),
+            Spec::ExternalService(spec) => objects.external.push(Object {
                 site,
                 id,
                 meta,

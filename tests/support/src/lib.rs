@@ -18,6 +18,7 @@ pub mod client;
 pub mod configdir;
 pub mod control;
 mod echo;
+pub mod egress;
 pub mod faulty;
 pub mod load;
 pub mod process;

@@ -2,6 +2,7 @@
 
 mod backend_policy;
 mod compile;
+mod egress;
 mod locality;
 mod objects;
 mod routes;
