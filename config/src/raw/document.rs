@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::gateway::GatewaySpec;
 use super::route::HttpRouteSpec;
+use super::security::{AuthorizationPolicySpec, ClientTrafficPolicySpec};
 use super::switchyard::{BackendPolicySpec, BackendSpec, TlsCertificateSpec, TrafficPolicySpec};
 
 /// The supported object kinds.
@@ -19,25 +20,32 @@ pub(crate) enum Kind {
     BackendPolicy,
     TlsCertificate,
     TrafficPolicy,
+    ClientTrafficPolicy,
+    AuthorizationPolicy,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 8] = [
         Kind::Gateway,
         Kind::HttpRoute,
         Kind::Backend,
         Kind::BackendPolicy,
         Kind::TlsCertificate,
         Kind::TrafficPolicy,
+        Kind::ClientTrafficPolicy,
+        Kind::AuthorizationPolicy,
     ];
 
     /// The `apiVersion` the kind is served under.
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Kind::Gateway | Kind::HttpRoute => "gateway.networking.k8s.io/v1",
-            Kind::Backend | Kind::BackendPolicy | Kind::TlsCertificate | Kind::TrafficPolicy => {
-                "switchyard.dev/v1alpha1"
-            }
+            Kind::Backend
+            | Kind::BackendPolicy
+            | Kind::TlsCertificate
+            | Kind::TrafficPolicy
+            | Kind::ClientTrafficPolicy
+            | Kind::AuthorizationPolicy => "switchyard.dev/v1alpha1",
         }
     }
 
@@ -50,6 +58,8 @@ impl Kind {
             Kind::BackendPolicy => "BackendPolicy",
             Kind::TlsCertificate => "TLSCertificate",
             Kind::TrafficPolicy => "TrafficPolicy",
+            Kind::ClientTrafficPolicy => "ClientTrafficPolicy",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 
@@ -114,6 +124,8 @@ pub(crate) enum Spec {
     BackendPolicy(Box<BackendPolicySpec>),
     TlsCertificate(TlsCertificateSpec),
     TrafficPolicy(Box<TrafficPolicySpec>),
+    ClientTrafficPolicy(Box<ClientTrafficPolicySpec>),
+    AuthorizationPolicy(Box<AuthorizationPolicySpec>),
     /// apiVersion/kind not supported: the spec was skipped (validation reports it).
     Unsupported,
     /// `spec` came before `apiVersion`/`kind`: the parser reads the document again knowing the kind.
@@ -298,5 +310,7 @@ fn next_spec<'de, A: MapAccess<'de>>(map: &mut A, kind: Kind) -> Result<Spec, A:
         Kind::BackendPolicy => Spec::BackendPolicy(map.next_value()?),
         Kind::TlsCertificate => Spec::TlsCertificate(map.next_value()?),
         Kind::TrafficPolicy => Spec::TrafficPolicy(map.next_value()?),
+        Kind::ClientTrafficPolicy => Spec::ClientTrafficPolicy(map.next_value()?),
+        Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(map.next_value()?),
     })
 }

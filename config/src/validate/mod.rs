@@ -11,6 +11,7 @@ mod gateway;
 mod matches;
 mod resilience;
 mod route;
+mod security;
 mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +25,7 @@ use crate::report::{Reporter, Site};
 
 pub(crate) use gateway::{ValidGateway, ValidListener, ZONE_LABEL};
 pub(crate) use route::ValidRoute;
+pub(crate) use security::PortSecurity;
 
 /// Route sets smaller than this are validated on the calling thread.
 const PARALLEL_MIN_ROUTES: usize = 1000;
@@ -34,6 +36,8 @@ pub(crate) struct Model {
     pub backends: BTreeMap<ObjRef, Arc<Backend>>,
     pub gateways: Vec<ValidGateway>,
     pub routes: Vec<ValidRoute>,
+    /// ClientTrafficPolicies and AuthorizationPolicies by (Gateway, port).
+    pub security: PortSecurity,
 }
 
 /// One object of a known kind, with its typed spec.
@@ -54,6 +58,8 @@ struct Objects<'a> {
     policies: Vec<Object<'a, crate::raw::switchyard::BackendPolicySpec>>,
     certificates: Vec<Object<'a, crate::raw::switchyard::TlsCertificateSpec>>,
     traffic: Vec<Object<'a, crate::raw::switchyard::TrafficPolicySpec>>,
+    client_policies: Vec<Object<'a, crate::raw::security::ClientTrafficPolicySpec>>,
+    authz: Vec<Object<'a, crate::raw::security::AuthorizationPolicySpec>>,
 }
 
 /// Validates every parsed object.
@@ -69,6 +75,14 @@ pub(crate) fn validate(
     // TrafficPolicies are checked against the routes' raw specs, so that each rule gets its
     // policy when route validation builds it.
     let traffic = traffic::policies(&objects.traffic, &objects.routes, rep);
+    let security = security::policies(
+        &objects.client_policies,
+        &objects.authz,
+        &gateways,
+        &objects.routes,
+        &backends,
+        rep,
+    );
     // Routes are independent once gateways and backends are known: large sets are validated
     // in parallel, each part reporting into its own collector.
     let scope = rep.scope();
@@ -94,6 +108,7 @@ pub(crate) fn validate(
         backends,
         gateways,
         routes,
+        security,
     }
 }
 
@@ -185,6 +200,18 @@ fn group<'a>(docs: &'a [RawDoc], rep: &mut Reporter<'_>) -> Objects<'a> {
                 spec,
             }),
             Spec::TrafficPolicy(spec) => objects.traffic.push(Object {
+                site,
+                id,
+                meta,
+                spec,
+            }),
+            Spec::ClientTrafficPolicy(spec) => objects.client_policies.push(Object {
+                site,
+                id,
+                meta,
+                spec,
+            }),
+            Spec::AuthorizationPolicy(spec) => objects.authz.push(Object {
                 site,
                 id,
                 meta,

@@ -4,6 +4,7 @@ mod backend_policy;
 mod compile;
 mod objects;
 mod routes;
+mod security;
 mod traffic_policy;
 
 use crate::{build, Generation, SourceFile};
