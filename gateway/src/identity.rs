@@ -44,7 +44,10 @@ impl PeerIdentity {
             return None;
         }
         let segments: Vec<&str> = path.split('/').collect();
-        if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        if segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
+        {
             return None;
         }
         let (zone, gateway) = match segments.as_slice() {
