@@ -447,9 +447,8 @@ mod tests {
             "/public\\..\\admin",
         ];
         for p in corpus {
-            match canon(p) {
-                Ok(c) => assert!(c == "/admin" || c == "/admin/", "{p} -> {c}"),
-                Err(_) => {}
+            if let Ok(c) = canon(p) {
+                assert!(c == "/admin" || c == "/admin/", "{p} -> {c}");
             }
         }
     }
