@@ -435,3 +435,37 @@ async fn internal_headers_from_clients_never_reach_the_backend() {
     }
     assert_eq!(seen.headers.get("x-kept").unwrap(), "yes");
 }
+
+#[tokio::test]
+async fn deadlines_leave_well_behaved_connections_alone() {
+    let (h, echo) = start().await;
+    // HTTP/1.1 keep-alive and h2c connections idle past the 1 s header deadline between
+    // requests, and keep working.
+    let mut h1 = switchyard_testkit::H1Conn::connect(h.http).await.unwrap();
+    let h2 = switchyard_testkit::H2Conn::connect_h2c(h.http)
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let r = h1
+            .get("a.test", "/h1")
+            .await
+            .unwrap_or_else(|e| panic!("h1 round {round}: {e}"));
+        assert_eq!(r.status, 200);
+        let r = h2
+            .get("a.test", "/h2")
+            .await
+            .unwrap_or_else(|e| panic!("h2 round {round}: {e}"));
+        assert_eq!(r.status, 200);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert!(!h2.is_closed());
+    assert_eq!(echo.request_count(), 4);
+    // A body sent promptly is not cut by the body deadline.
+    let body = vec![b'z'; 200_000];
+    let req = switchyard_testkit::request(http::Method::POST, "a.test", "/upload")
+        .body(bytes::Bytes::from(body))
+        .unwrap();
+    let r = h1.send(req).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_len"], 200_000);
+}
