@@ -317,3 +317,42 @@ fn several_authorization_policies_share_a_port_in_name_order() {
     assert_eq!(names(8080), ["a-first", "shop-authz"]);
     assert_eq!(names(8443), ["a-first"]);
 }
+
+#[test]
+fn a_listener_sharing_its_port_is_targeted_through_the_gateway() {
+    let shared = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: infra}
+spec:
+  gatewayClassName: switchyard
+  listeners:
+    - {name: a, port: 8090, protocol: HTTP, hostname: a.example.com}
+    - {name: b, port: 8090, protocol: HTTP, hostname: b.example.com}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: one-host, namespace: infra}
+spec:
+  targetRefs: [{kind: Gateway, name: shared, sectionName: a}]
+  rules: [{action: Deny, to: [{methods: [DELETE]}]}]
+";
+    let e = format!(
+        "s.yaml:{}: AuthorizationPolicy infra/one-host spec.targetRefs[0].sectionName: listener \"a\" shares port 8090 with b; settings apply per port, so target the Gateway or give the listener its own port",
+        pos(shared, "a}]", 0)
+    );
+    assert_eq!(errors(&[("s.yaml", shared)]), [e]);
+    let whole = shared.replace(", sectionName: a", "");
+    let g = ok(&[("s.yaml", &whole)]);
+    let gw = g.gateway(Some("infra/shared")).unwrap();
+    assert_eq!(
+        gw.port(8090)
+            .unwrap()
+            .authz
+            .as_ref()
+            .unwrap()
+            .policies
+            .len(),
+        1
+    );
+}
