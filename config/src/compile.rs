@@ -25,23 +25,29 @@ pub(crate) fn compile(
     for route in &model.routes {
         attach(route, &model.gateways, &mut ports, rep);
     }
+    let mut security = model.security;
     let mut gateways: Vec<GatewayConfig> = model
         .gateways
         .into_iter()
         .zip(ports)
         .map(|(g, ports)| GatewayConfig {
+            ports: ports
+                .into_iter()
+                .map(|(port, p)| {
+                    let key = (g.id.clone(), port);
+                    PortConfig {
+                        port,
+                        protocol: p.protocol,
+                        listeners: p.listeners,
+                        routes: p.routes.build(),
+                        client: security.client.remove(&key).unwrap_or_default(),
+                        authz: security.authz.remove(&key).map(std::sync::Arc::new),
+                    }
+                })
+                .collect(),
             id: g.id,
             zone: g.zone,
             address: g.address,
-            ports: ports
-                .into_iter()
-                .map(|(port, p)| PortConfig {
-                    port,
-                    protocol: p.protocol,
-                    listeners: p.listeners,
-                    routes: p.routes.build(),
-                })
-                .collect(),
         })
         .collect();
     gateways.sort_by(|a, b| a.id.cmp(&b.id));

@@ -70,6 +70,7 @@ mod report;
 mod resilience;
 pub mod rollout;
 mod route;
+mod security;
 mod source;
 mod spans;
 mod validate;
@@ -89,6 +90,7 @@ pub use route::{
     Filter, HeaderModifier, Mirror, PathModifier, Redirect, RequestView, RouteMatch, RouteTable,
     Rule, UrlRewrite, WeightedBackend,
 };
+pub use security::*;
 pub use source::{list_dir, read_dir, SourceError, SourceFile};
 pub use view::View;
 

@@ -134,6 +134,10 @@ pub struct PortConfig {
     pub listeners: Vec<ListenerConfig>,
     /// The routes attached to any of those listeners, indexed by host.
     pub routes: RouteTable,
+    /// Request hardening: the ClientTrafficPolicy targeting the port, or the defaults.
+    pub client: crate::security::ClientPolicy,
+    /// The AuthorizationPolicies targeting the port; `None` when there are none.
+    pub authz: Option<Arc<crate::security::PortAuthz>>,
 }
 
 /// A listener's protocol.

@@ -68,6 +68,8 @@ struct Index {
     policies: HashMap<ObjRef, Vec<usize>>,
     /// TrafficPolicy document indexes by the HTTPRoute they target.
     traffic: HashMap<ObjRef, Vec<usize>>,
+    /// ClientTrafficPolicy and AuthorizationPolicy document indexes by the Gateway they target.
+    listener_policies: HashMap<ObjRef, Vec<usize>>,
 }
 
 impl Index {
@@ -75,6 +77,7 @@ impl Index {
         let mut by_id = HashMap::new();
         let mut policies: HashMap<ObjRef, Vec<usize>> = HashMap::new();
         let mut traffic: HashMap<ObjRef, Vec<usize>> = HashMap::new();
+        let mut listener_policies: HashMap<ObjRef, Vec<usize>> = HashMap::new();
         for (i, doc) in docs.iter().enumerate() {
             let Some(kind) = doc.object.kind else {
                 continue;
@@ -101,11 +104,26 @@ impl Index {
                     }
                 }
             }
+            let gateway_targets = match &doc.object.spec {
+                Spec::ClientTrafficPolicy(p) => Some(&p.target_refs),
+                Spec::AuthorizationPolicy(p) => Some(&p.target_refs),
+                _ => None,
+            };
+            for t in gateway_targets.into_iter().flatten() {
+                let ns = t.namespace.as_deref().unwrap_or(&meta.namespace);
+                let list = listener_policies
+                    .entry(ObjRef::new(ns, &t.name))
+                    .or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
         }
         Index {
             by_id,
             policies,
             traffic,
+            listener_policies,
         }
     }
 
@@ -139,6 +157,9 @@ impl Index {
                     backends.insert(ObjRef::new(&meta.namespace, &meta.name));
                 }
             }
+        }
+        for &p in self.listener_policies.get(id).into_iter().flatten() {
+            out.insert(docs[p].at);
         }
         for doc in docs {
             // Egress is global: every gateway gets every ExternalService.
@@ -391,6 +412,43 @@ spec:
         let traffic = main.traffic.as_ref().unwrap();
         assert_eq!(traffic.source.as_ref().unwrap().name, "b-faults");
         assert!(traffic.rate_limit.is_some() && traffic.fault.is_some());
+    }
+
+    #[test]
+    fn a_view_holds_the_listener_policies_of_its_gateway() {
+        let set = SET.to_string()
+            + r#"---
+apiVersion: switchyard.dev/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {name: a-hardening}
+spec:
+  targetRefs: [{kind: Gateway, name: a}]
+  headers: {maxCount: 20}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: b-authz}
+spec:
+  targetRefs: [{kind: Gateway, name: b, sectionName: http}]
+  defaultAction: Deny
+  rules: [{action: Allow, to: [{routes: [b-only]}]}]
+"#;
+        let files = vec![SourceFile::new("set.yaml", set.as_str())];
+        let (_, views) = build_with_views(&files).unwrap();
+        let a = views.iter().find(|v| v.gateway.name == "a").unwrap();
+        let text = &a.files[0].contents;
+        assert!(
+            text.contains("a-hardening") && !text.contains("b-authz"),
+            "{text}"
+        );
+        let gen_a = build_view(&a.files).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gen_a.gateways[0].ports[0].client.headers.max_count, 20);
+        assert!(gen_a.gateways[0].ports[0].authz.is_none());
+        let b = views.iter().find(|v| v.gateway.name == "b").unwrap();
+        let gen_b = build_view(&b.files).unwrap_or_else(|e| panic!("{e}"));
+        let authz = gen_b.gateways[0].ports[0].authz.as_ref().unwrap();
+        assert_eq!(authz.policies[0].id.name, "b-authz");
+        assert_eq!(gen_b.gateways[0].ports[0].client.headers.max_count, 100);
     }
 
     #[test]

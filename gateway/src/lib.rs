@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod attempt;
+pub mod authz;
 pub mod balance;
 pub mod certwatch;
 pub mod eastwest;
@@ -25,7 +26,9 @@ pub mod request;
 pub mod resilience;
 pub mod respond;
 pub mod runtime;
+pub mod sanitize;
 pub mod server;
+pub mod source;
 pub mod state;
 pub mod subscribe;
 pub mod tls;

@@ -82,6 +82,12 @@ pub struct RequestCtx {
     /// A sticky-cohort cookie to set on the response.
     set_cookie: Option<String>,
     attempts: Attempts,
+    /// Who sent the request (principal, zone), resolved at the listener.
+    source: crate::source::Source,
+    /// The AuthorizationPolicies of the request's port.
+    authz: Option<Arc<switchyard_config::PortAuthz>>,
+    /// When the request body must be complete (ClientTrafficPolicy `requestBody`).
+    body_deadline: Option<Instant>,
 }
 
 /// Keep-alive idle time of a client connection when no TrafficPolicy sets one.
@@ -109,7 +115,7 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 impl Gateway {
     /// Matches the request and fills `ctx`; returns what to do next.
     fn route(&self, session: &Session, body_empty: bool, ctx: &mut RequestCtx) -> Decision {
-        let runtime = self.live.current();
+        let runtime = ctx.runtime.take().unwrap_or_else(|| self.live.current());
         let local_port = session
             .server_addr()
             .and_then(|a| a.as_inet())
@@ -300,14 +306,42 @@ impl ProxyHttp for Gateway {
             mirror: None,
             set_cookie: None,
             attempts: Attempts::default(),
+            source: Default::default(),
+            authz: None,
+            body_deadline: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Listener hardening first: framing, header limits and stripping (except the identity
+        // headers on east-west listeners), canonical path.
+        match crate::sanitize::admit(session, &self.live).await {
+            Ok(admitted) => {
+                ctx.source = admitted.source;
+                ctx.authz = admitted.authz;
+                ctx.body_deadline = admitted.body_deadline;
+                ctx.runtime = Some(admitted.runtime);
+            }
+            Err(reason) => {
+                ctx.reason = Some(reason);
+                return Ok(true);
+            }
+        }
         let body_empty = session.is_body_empty();
         let (status, reason, header) = match self.route(session, body_empty, ctx) {
             Decision::Reply(status, reason, location) => {
                 (status, reason, location.map(|l| (LOCATION.as_str(), l)))
+            }
+            Decision::Proxy
+                if !crate::authz::allows(
+                    ctx.authz.as_deref(),
+                    &ctx.source,
+                    ctx.rule.as_ref().map(|r| &r.route),
+                    ctx.backend.as_ref().map(|(b, _)| &b.id),
+                    session.req_header(),
+                ) =>
+            {
+                (403, Some(Reason::AuthzDenied), None)
             }
             Decision::Proxy => {
                 let idle = ctx
@@ -342,11 +376,14 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(deadline) = ctx.body_deadline {
+            crate::sanitize::body_progress(session, deadline, end_of_stream)?;
+        }
         if let Some(job) = &mut ctx.mirror {
             if let Some(chunk) = body {
                 job.push_body(chunk);
@@ -486,6 +523,11 @@ impl ProxyHttp for Gateway {
             e.set_retry(true);
             return e;
         }
+        if e.esource() == &pingora::ErrorSource::Downstream {
+            // The client failed (slow body, disconnect): not the backend's fault, no retry.
+            e.set_retry(false);
+            return e;
+        }
         let failure = match e.etype() {
             pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
                 Failure::Timeout
@@ -543,6 +585,8 @@ impl ProxyHttp for Gateway {
         if let Some((backend, _)) = &ctx.backend {
             eastwest::upstream_headers(upstream, backend, ctx.tier, ctx.east_west_in)?;
         }
+        let east_west_hop = matches!(ctx.tier, Tier::Remote(_));
+        crate::source::write_upstream(upstream, &ctx.source, east_west_hop)?;
         if let (Some(rule), Some((_, i))) = (&ctx.rule, &ctx.backend) {
             let per_backend = rule.backends[*i].filters.iter();
             crate::filters::request_headers(upstream, rule.filters.iter().chain(per_backend))?;
@@ -617,6 +661,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::sanitize::deadline::request_finished(session);
         ctx.in_flight = None;
         ctx.attempts.release();
         let status = session

@@ -38,6 +38,16 @@ pub enum Reason {
     EgressTlsFailed,
     /// The external host's name did not resolve.
     EgressUnresolved,
+    /// The path cannot be canonicalized, or the policy refuses it.
+    InvalidPath,
+    /// Ambiguous request framing (Content-Length with Transfer-Encoding, ...).
+    ConflictingFraming,
+    /// Too many request header fields, or too large.
+    HeaderLimit,
+    /// The client was too slow sending its request header or body.
+    ClientTimeout,
+    /// An AuthorizationPolicy refused the request.
+    AuthzDenied,
 }
 
 impl Reason {
@@ -59,6 +69,11 @@ impl Reason {
             Reason::EgressDenied => "egress_denied",
             Reason::EgressTlsFailed => "egress_tls_failed",
             Reason::EgressUnresolved => "egress_unresolved",
+            Reason::InvalidPath => "invalid_path",
+            Reason::ConflictingFraming => "conflicting_framing",
+            Reason::HeaderLimit => "header_limit",
+            Reason::ClientTimeout => "client_timeout",
+            Reason::AuthzDenied => "authz_denied",
         }
     }
 
@@ -73,9 +88,12 @@ impl Reason {
             Reason::UpstreamTimeout | Reason::RequestTimeout => 504,
             Reason::Overflow | Reason::NoHealthyEndpoints | Reason::FaultAbort => 503,
             Reason::RateLimited => 429,
-            Reason::BadRequest => 400,
             Reason::EgressDenied => 403,
             Reason::EgressTlsFailed | Reason::EgressUnresolved => 502,
+            Reason::BadRequest | Reason::InvalidPath | Reason::ConflictingFraming => 400,
+            Reason::HeaderLimit => 431,
+            Reason::ClientTimeout => 408,
+            Reason::AuthzDenied => 403,
         }
     }
 }
@@ -109,6 +127,7 @@ pub fn classify(e: &Error, connect_failed: bool) -> (u16, Reason) {
             ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
                 (0, Reason::BadRequest)
             }
+            ErrorType::ReadTimedout => (408, Reason::ClientTimeout),
             _ => (400, Reason::BadRequest),
         },
         ErrorSource::Internal | ErrorSource::Unset => (500, Reason::Internal),
@@ -171,6 +190,10 @@ mod tests {
             400
         );
         assert_eq!(classify(&reason_error(Reason::NoEndpoints), false).0, 500);
+        assert_eq!(
+            classify(&Error::new_down(ErrorType::ReadTimedout), false),
+            (408, Reason::ClientTimeout)
+        );
         assert_eq!(
             classify(&Error::new_in(ErrorType::InternalError), false).0,
             500

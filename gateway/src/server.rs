@@ -11,7 +11,6 @@ use std::time::Duration;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -110,10 +109,11 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
 
     let mut server_options = HttpServerOptions::default();
     server_options.h2c = true;
-    let mut proxy = ProxyServiceBuilder::new(&conf, Gateway::new(live.clone()))
-        .name("switchyard-gateway")
-        .server_options(server_options)
-        .build();
+    // Every accepted stream runs under its port's request-header deadline (sanitize::deadline).
+    let mut http = pingora::proxy::http_proxy(&conf, Gateway::new(live.clone()));
+    http.server_options = Some(server_options);
+    let app = crate::sanitize::deadline::HeaderDeadline::new(http, live.clone());
+    let mut proxy = Service::new("switchyard-gateway".to_string(), app);
 
     let runtime = live.current();
     let address = runtime.gateway().address;

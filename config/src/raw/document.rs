@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::egress::ExternalServiceSpec;
 use super::gateway::GatewaySpec;
 use super::route::HttpRouteSpec;
+use super::security::{AuthorizationPolicySpec, ClientTrafficPolicySpec};
 use super::switchyard::{BackendPolicySpec, BackendSpec, TlsCertificateSpec, TrafficPolicySpec};
 
 /// The supported object kinds.
@@ -21,10 +22,12 @@ pub(crate) enum Kind {
     TlsCertificate,
     TrafficPolicy,
     ExternalService,
+    ClientTrafficPolicy,
+    AuthorizationPolicy,
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 9] = [
         Kind::Gateway,
         Kind::HttpRoute,
         Kind::Backend,
@@ -32,6 +35,8 @@ impl Kind {
         Kind::TlsCertificate,
         Kind::TrafficPolicy,
         Kind::ExternalService,
+        Kind::ClientTrafficPolicy,
+        Kind::AuthorizationPolicy,
     ];
 
     /// The `apiVersion` the kind is served under.
@@ -42,7 +47,9 @@ impl Kind {
             | Kind::BackendPolicy
             | Kind::TlsCertificate
             | Kind::TrafficPolicy
-            | Kind::ExternalService => "switchyard.dev/v1alpha1",
+            | Kind::ExternalService
+            | Kind::ClientTrafficPolicy
+            | Kind::AuthorizationPolicy => "switchyard.dev/v1alpha1",
         }
     }
 
@@ -56,6 +63,8 @@ impl Kind {
             Kind::TlsCertificate => "TLSCertificate",
             Kind::TrafficPolicy => "TrafficPolicy",
             Kind::ExternalService => "ExternalService",
+            Kind::ClientTrafficPolicy => "ClientTrafficPolicy",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 
@@ -121,6 +130,8 @@ pub(crate) enum Spec {
     TlsCertificate(TlsCertificateSpec),
     TrafficPolicy(Box<TrafficPolicySpec>),
     ExternalService(ExternalServiceSpec),
+    ClientTrafficPolicy(Box<ClientTrafficPolicySpec>),
+    AuthorizationPolicy(Box<AuthorizationPolicySpec>),
     /// apiVersion/kind not supported: the spec was skipped (validation reports it).
     Unsupported,
     /// `spec` came before `apiVersion`/`kind`: the parser reads the document again knowing the kind.
@@ -306,5 +317,7 @@ fn next_spec<'de, A: MapAccess<'de>>(map: &mut A, kind: Kind) -> Result<Spec, A:
         Kind::TlsCertificate => Spec::TlsCertificate(map.next_value()?),
         Kind::TrafficPolicy => Spec::TrafficPolicy(map.next_value()?),
         Kind::ExternalService => Spec::ExternalService(map.next_value()?),
+        Kind::ClientTrafficPolicy => Spec::ClientTrafficPolicy(map.next_value()?),
+        Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(map.next_value()?),
     })
 }

@@ -4,6 +4,7 @@ pub(crate) mod document;
 pub(crate) mod egress;
 pub(crate) mod gateway;
 pub(crate) mod route;
+pub(crate) mod security;
 pub(crate) mod split;
 pub(crate) mod switchyard;
 

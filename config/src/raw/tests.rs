@@ -334,7 +334,7 @@ spec: {}
     assert_eq!(lines.len(), 2);
     assert_eq!(
         lines[0],
-        "k.yaml:2:7: GRPCRoute default/g kind: unsupported apiVersion/kind \"gateway.networking.k8s.io/v1\" \"GRPCRoute\" (supported: gateway.networking.k8s.io/v1 Gateway, gateway.networking.k8s.io/v1 HTTPRoute, switchyard.dev/v1alpha1 Backend, switchyard.dev/v1alpha1 BackendPolicy, switchyard.dev/v1alpha1 TLSCertificate, switchyard.dev/v1alpha1 TrafficPolicy, switchyard.dev/v1alpha1 ExternalService)"
+        "k.yaml:2:7: GRPCRoute default/g kind: unsupported apiVersion/kind \"gateway.networking.k8s.io/v1\" \"GRPCRoute\" (supported: gateway.networking.k8s.io/v1 Gateway, gateway.networking.k8s.io/v1 HTTPRoute, switchyard.dev/v1alpha1 Backend, switchyard.dev/v1alpha1 BackendPolicy, switchyard.dev/v1alpha1 TLSCertificate, switchyard.dev/v1alpha1 TrafficPolicy, switchyard.dev/v1alpha1 ExternalService, switchyard.dev/v1alpha1 ClientTrafficPolicy, switchyard.dev/v1alpha1 AuthorizationPolicy)"
     );
     assert!(lines[1].starts_with("k.yaml:7:13: Ingress default/i apiVersion: unsupported apiVersion/kind \"networking.k8s.io/v1\" \"Ingress\""), "{}", lines[1]);
 }

@@ -12,6 +12,7 @@ mod gateway;
 mod matches;
 mod resilience;
 mod route;
+mod security;
 mod traffic;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +26,7 @@ use crate::report::{Reporter, Site};
 
 pub(crate) use gateway::{ValidGateway, ValidListener, EAST_WEST_PROTOCOL, ZONE_LABEL};
 pub(crate) use route::ValidRoute;
+pub(crate) use security::PortSecurity;
 
 /// Route sets smaller than this are validated on the calling thread.
 const PARALLEL_MIN_ROUTES: usize = 1000;
@@ -36,6 +38,8 @@ pub(crate) struct Model {
     pub gateways: Vec<ValidGateway>,
     pub routes: Vec<ValidRoute>,
     pub external_services: Vec<crate::egress::ExternalService>,
+    /// ClientTrafficPolicies and AuthorizationPolicies by (Gateway, port).
+    pub security: PortSecurity,
 }
 
 /// One object of a known kind, with its typed spec.
@@ -57,6 +61,8 @@ struct Objects<'a> {
     certificates: Vec<Object<'a, crate::raw::switchyard::TlsCertificateSpec>>,
     traffic: Vec<Object<'a, crate::raw::switchyard::TrafficPolicySpec>>,
     external: Vec<Object<'a, crate::raw::egress::ExternalServiceSpec>>,
+    client_policies: Vec<Object<'a, crate::raw::security::ClientTrafficPolicySpec>>,
+    authz: Vec<Object<'a, crate::raw::security::AuthorizationPolicySpec>>,
 }
 
 /// Validates every parsed object.
@@ -72,6 +78,14 @@ pub(crate) fn validate(
     // TrafficPolicies are checked against the routes' raw specs, so that each rule gets its
     // policy when route validation builds it.
     let traffic = traffic::policies(&objects.traffic, &objects.routes, rep);
+    let security = security::policies(
+        &objects.client_policies,
+        &objects.authz,
+        &gateways,
+        &objects.routes,
+        &backends,
+        rep,
+    );
     // Routes are independent once gateways and backends are known: large sets are validated
     // in parallel, each part reporting into its own collector.
     let scope = rep.scope();
@@ -99,6 +113,7 @@ pub(crate) fn validate(
         gateways,
         routes,
         external_services,
+        security,
     }
 }
 
@@ -196,6 +211,18 @@ fn group<'a>(docs: &'a [RawDoc], rep: &mut Reporter<'_>) -> Objects<'a> {
                 spec,
             }),
             Spec::ExternalService(spec) => objects.external.push(Object {
+                site,
+                id,
+                meta,
+                spec,
+            }),
+            Spec::ClientTrafficPolicy(spec) => objects.client_policies.push(Object {
+                site,
+                id,
+                meta,
+                spec,
+            }),
+            Spec::AuthorizationPolicy(spec) => objects.authz.push(Object {
                 site,
                 id,
                 meta,

@@ -6,6 +6,7 @@ mod egress;
 mod locality;
 mod objects;
 mod routes;
+mod security;
 mod traffic_policy;
 
 use crate::{build, Generation, SourceFile};
