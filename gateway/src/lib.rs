@@ -17,6 +17,7 @@ pub mod filters;
 pub mod identity;
 pub mod live;
 pub mod locality;
+pub mod metrics;
 pub mod mirror;
 pub mod persist;
 pub mod pki;
