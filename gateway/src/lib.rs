@@ -14,6 +14,7 @@ pub mod identity;
 pub mod live;
 pub mod mirror;
 pub mod persist;
+pub mod pki;
 pub mod protocol;
 pub mod proxy;
 pub mod request;
