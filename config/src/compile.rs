@@ -12,6 +12,7 @@ struct PortBuild {
     protocol: ListenerProtocol,
     listeners: Vec<ListenerConfig>,
     routes: RouteTableBuilder,
+    client_certificates: Option<crate::model::ClientCertificates>,
 }
 
 /// Builds the [`Generation`], reporting routes that attach to no listener.
@@ -40,6 +41,7 @@ pub(crate) fn compile(
                     protocol: p.protocol,
                     listeners: p.listeners,
                     routes: p.routes.build(),
+                    client_certificates: p.client_certificates,
                 })
                 .collect(),
         })
@@ -62,6 +64,7 @@ fn ports_of(g: &ValidGateway) -> BTreeMap<u16, PortBuild> {
             protocol: l.protocol,
             listeners: Vec::new(),
             routes: RouteTableBuilder::default(),
+            client_certificates: l.tls.as_ref().and_then(|t| t.client_certificates),
         });
         if port.protocol == l.protocol {
             port.listeners.push(ListenerConfig {

@@ -132,6 +132,25 @@ pub struct PortConfig {
     pub listeners: Vec<ListenerConfig>,
     /// The routes attached to any of those listeners, indexed by host.
     pub routes: RouteTable,
+    /// Client certificates asked for on this HTTPS port (a mesh listener), from its
+    /// listeners' `tls.options`; `None` for plain TLS termination.
+    pub client_certificates: Option<ClientCertificates>,
+}
+
+impl PortConfig {
+    /// True when serving this port needs the gateway's mesh identity (east-west, mesh mTLS).
+    pub fn needs_mesh_identity(&self) -> bool {
+        self.protocol == ListenerProtocol::EastWest || self.client_certificates.is_some()
+    }
+}
+
+/// `tls.options["switchyard.dev/client-certificate"]` of an HTTPS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientCertificates {
+    /// Verified against the mesh trust bundle when presented.
+    Optional,
+    /// A verified client certificate is required.
+    Required,
 }
 
 /// A listener's protocol.
@@ -141,6 +160,8 @@ pub enum ListenerProtocol {
     Http,
     /// TLS-terminated HTTP.
     Https,
+    /// `switchyard.dev/EastWest`: the zone's mTLS listener for other gateways.
+    EastWest,
 }
 
 impl fmt::Display for ListenerProtocol {
@@ -148,6 +169,7 @@ impl fmt::Display for ListenerProtocol {
         f.write_str(match self {
             ListenerProtocol::Http => "HTTP",
             ListenerProtocol::Https => "HTTPS",
+            ListenerProtocol::EastWest => "switchyard.dev/EastWest",
         })
     }
 }
@@ -168,6 +190,8 @@ pub struct ListenerConfig {
 pub struct TlsConfig {
     /// The certificates, in `certificateRefs` order.
     pub certificates: Vec<CertificateFiles>,
+    /// `tls.options["switchyard.dev/client-certificate"]`.
+    pub client_certificates: Option<ClientCertificates>,
 }
 
 /// A TLSCertificate object: a certificate chain and key on disk.

@@ -9,6 +9,7 @@ mod backend;
 mod filter;
 mod gateway;
 mod matches;
+mod mesh;
 mod resilience;
 mod route;
 mod traffic;

@@ -2,6 +2,7 @@
 
 mod backend_policy;
 mod compile;
+mod mesh;
 mod objects;
 mod routes;
 mod traffic_policy;
