@@ -46,6 +46,8 @@ pub struct GenerationInfo {
 pub struct PortRuntime {
     pub port: u16,
     pub https: bool,
+    /// A `switchyard.dev/EastWest` port (mTLS between gateways; `https` is true too).
+    pub east_west: bool,
     /// Index into the Gateway's `ports`.
     index: usize,
     pub certificates: Option<SniCertificates>,
@@ -98,7 +100,8 @@ impl Runtime {
         for (index, p) in gw.ports.iter().enumerate() {
             ports.push(PortRuntime {
                 port: p.port,
-                https: matches!(p.protocol, ListenerProtocol::Https),
+                https: matches!(p.protocol, ListenerProtocol::Https | ListenerProtocol::EastWest),
+                east_west: p.protocol == ListenerProtocol::EastWest,
                 index,
                 certificates: port_certificates(p)?,
             });

@@ -347,6 +347,18 @@ impl Ca {
         self.state.version
     }
 
+    /// Re-reads the dir when another process (`switchyard cert rotate-ca`) changed it; a no-op
+    /// for operator-supplied roots, whose key is not in the dir.
+    pub fn reload_if_changed(&mut self) -> Result<bool, PkiError> {
+        if self.state.operator_root
+            || Self::version_on_disk(&self.dir).is_none_or(|v| v <= self.state.version)
+        {
+            return Ok(false);
+        }
+        *self = Ca::open(&self.dir)?;
+        Ok(true)
+    }
+
     /// The current root first, then the retired roots still trusted.
     pub fn bundle(&self) -> Bundle {
         let mut pem = self.root.pem.clone();

@@ -67,7 +67,7 @@ fn the_ca_sets_the_names_and_ignores_the_csrs() {
     assert!(!cert.is_ca());
     assert_eq!(cert.public_key().raw, key.public_key_der().as_slice());
     let eku = cert.extended_key_usage().unwrap().unwrap().value;
-    assert!(eku.server_auth && eku.client_auth);
+    assert!(eku.server_auth && eku.client_auth && !eku.code_signing);
     assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
     assert_eq!(hex::encode(cert.raw_serial()), issued.serial);
     assert!(signed_by(&issued.cert_der, ca.root_pem()));

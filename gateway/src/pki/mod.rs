@@ -10,6 +10,7 @@ mod castate;
 pub mod client;
 pub mod identity;
 pub mod names;
+pub mod serve;
 pub mod verify;
 
 use std::path::Path;
@@ -50,6 +51,11 @@ pub(crate) fn file_error(path: &Path, reason: impl std::fmt::Display) -> PkiErro
         path: path.display().to_string(),
         reason: reason.to_string(),
     }
+}
+
+/// Writes a private key (PEM) with mode 0600.
+pub fn write_private_key(path: &Path, pem: &str) -> Result<(), PkiError> {
+    castate::write_atomic(path, pem.as_bytes(), 0o600)
 }
 
 /// Seconds since the Unix epoch (0 before it).
