@@ -1,7 +1,8 @@
 //! `switchyard cert`: the mesh CA offline. `init-ca` creates a CA dir, `issue` writes a gateway
 //! or workload certificate and key signed by a CA dir (e.g. the control service's STATE/ca),
-//! `rotate-ca` makes a new root and keeps the old one in the bundle for the overlap (a running
-//! control service notices the change at its next CA request).
+//! `rotate-ca` stages a new root (trusted at once, signing after the propagation time) and keeps
+//! the old one in the bundle for the overlap (a running control service notices the change at
+//! its next CA request).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,9 +49,14 @@ enum CertCommand {
     RotateCa {
         #[arg(long)]
         ca_dir: PathBuf,
-        /// How long the previous root stays trusted (default: twice the default leaf TTL).
+        /// How long the previous root stays trusted after the new one starts signing
+        /// (default: twice the default leaf TTL).
         #[arg(long, default_value = "24h", value_parser = parse_duration_arg)]
         overlap: Duration,
+        /// How long the new root is only trusted before it signs, so every peer's bundle has
+        /// it first (default: twice the default bundle refresh).
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        propagation: Duration,
     },
 }
 
@@ -102,12 +108,17 @@ pub fn run(args: CertArgs) -> Result<()> {
                 out_key.display()
             );
         }
-        CertCommand::RotateCa { ca_dir, overlap } => {
+        CertCommand::RotateCa {
+            ca_dir,
+            overlap,
+            propagation,
+        } => {
             let mut ca = Ca::open(&ca_dir)?;
-            let version = ca.rotate(overlap)?;
+            let version = ca.rotate(overlap, propagation)?;
             println!(
-                "rotated the root of {}: bundle version {version}, previous root trusted for {}s more",
+                "rotating the root of {}: bundle version {version}; the new root signs from {}, the previous one stays trusted {}s after that",
                 ca_dir.display(),
+                ca.activates_at().map(rfc3339).unwrap_or_else(|| "now".into()),
                 overlap.as_secs()
             );
         }

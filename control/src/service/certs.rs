@@ -1,6 +1,7 @@
 //! The CA endpoints of the control API: `POST /v1/certs` signs a gateway's CSR (the CA sets
 //! every name itself), `GET /v1/bundle` returns the trust bundle and its version (both with the
-//! gateway token), `POST /v1/ca/rotate` makes a new root (operator token). Before each, the CA
+//! gateway token), `POST /v1/ca/rotate` stages a new root (operator token): in the bundle at
+//! once, signing after the propagation time, the old root trusted for the overlap after that. Before each, the CA
 //! drops roots whose overlap ended and notices an offline `switchyard cert rotate-ca`.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -33,6 +34,14 @@ impl CaService {
     /// The rotated-out root stays trusted this long: two leaf lifetimes.
     pub fn overlap(ttl: Duration) -> Duration {
         ttl * 2
+    }
+
+    /// A new root is trusted this long before it signs, so that every gateway's bundle has it
+    /// before any peer presents a leaf of it: half a leaf lifetime (gateways refresh the bundle
+    /// at each renewal, every 2/3 of a lifetime), at most a minute (twice the default bundle
+    /// refresh).
+    pub fn propagation(ttl: Duration) -> Duration {
+        (ttl / 2).min(Duration::from_secs(60))
     }
 
     /// The CA, refreshed from disk and pruned.
@@ -97,12 +106,18 @@ impl CaService {
 
     pub fn rotate(&self) -> Answer {
         let mut ca = self.ca();
-        match ca.rotate(Self::overlap(self.ttl)) {
+        match ca.rotate(Self::overlap(self.ttl), Self::propagation(self.ttl)) {
             Ok(version) => {
-                info!(version, overlap_s = Self::overlap(self.ttl).as_secs(), "CA root rotated");
-                (StatusCode::OK, Ok(json!({ "bundleVersion": version })))
+                let at = ca.activates_at().map(rfc3339);
+                info!(version, activates_at = ?at, overlap_s = Self::overlap(self.ttl).as_secs(), "CA rotation started: the new root is in the bundle");
+                (
+                    StatusCode::OK,
+                    Ok(json!({ "bundleVersion": version, "activatesAt": at })),
+                )
             }
-            Err(e @ PkiError::OperatorRoot) => (StatusCode::CONFLICT, Err(e.to_string())),
+            Err(e @ (PkiError::OperatorRoot | PkiError::Rotating(_))) => {
+                (StatusCode::CONFLICT, Err(e.to_string()))
+            }
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Err(e.to_string())),
         }
     }

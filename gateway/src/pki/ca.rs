@@ -18,7 +18,9 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::FromDer;
 
-use super::castate::{self, RetiredRoot, State, BUNDLE_PEM, ROOT_CERT, ROOT_KEY};
+use super::castate::{
+    self, NextRoot, RetiredRoot, State, BUNDLE_PEM, NEXT_CERT, NEXT_KEY, ROOT_CERT, ROOT_KEY,
+};
 use super::names::{
     check_label, check_trust_domain, check_workload_id, gateway_dns_name, gateway_spiffe_id,
 };
@@ -157,8 +159,13 @@ fn normalize_pem(der: &CertificateDer<'_>) -> String {
     )
 }
 
-/// Generates a root for `trust_domain` and writes `root.pem` and `root.key` (0600) into `dir`.
-fn generate_root(dir: &Path, trust_domain: &str, now: SystemTime) -> Result<Root, PkiError> {
+/// Generates a root for `trust_domain` and writes it as `cert` and `key` (0600) into `dir`.
+fn generate_root(
+    dir: &Path,
+    trust_domain: &str,
+    now: SystemTime,
+    (cert_name, key_name): (&str, &str),
+) -> Result<Root, PkiError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| PkiError::Sign(format!("generate the root key: {e}")))?;
     let mut params = CertificateParams::default();
@@ -182,10 +189,10 @@ fn generate_root(dir: &Path, trust_domain: &str, now: SystemTime) -> Result<Root
         .self_signed(&key)
         .map_err(|e| PkiError::Sign(format!("self-sign the root: {e}")))?;
     std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
-    castate::write_atomic(&dir.join(ROOT_KEY), key.serialize_pem().as_bytes(), 0o600)?;
-    castate::write_atomic(&dir.join(ROOT_CERT), cert.pem().as_bytes(), 0o644)?;
+    castate::write_atomic(&dir.join(key_name), key.serialize_pem().as_bytes(), 0o600)?;
+    castate::write_atomic(&dir.join(cert_name), cert.pem().as_bytes(), 0o644)?;
     // Reload through the same path as any root, so both are checked alike.
-    load_root(&dir.join(ROOT_CERT), &dir.join(ROOT_KEY), now)
+    load_root(&dir.join(cert_name), &dir.join(key_name), now)
 }
 
 /// The public key a CSR proves possession of; its subject and extensions are ignored.
@@ -220,13 +227,14 @@ impl Ca {
             return Err(file_error(dir, "already holds a CA (root.pem or bundle.json)"));
         }
         let now = SystemTime::now();
-        let root = generate_root(dir, trust_domain, now)?;
+        let root = generate_root(dir, trust_domain, now, (ROOT_CERT, ROOT_KEY))?;
         let state = State {
             trust_domain: trust_domain.to_string(),
             version: 1,
             current: root.pem.clone(),
             retired: Vec::new(),
             operator_root: false,
+            next: None,
         };
         let ca = Ca {
             dir: dir.to_path_buf(),
@@ -287,7 +295,7 @@ impl Ca {
             None if dir.join(ROOT_CERT).exists() => {
                 load_root(&dir.join(ROOT_CERT), &dir.join(ROOT_KEY), now)?
             }
-            None => generate_root(dir, trust_domain, now)?,
+            None => generate_root(dir, trust_domain, now, (ROOT_CERT, ROOT_KEY))?,
         };
         let state = match previous {
             Some(mut s) => {
@@ -301,6 +309,9 @@ impl Ca {
                 }
                 s.trust_domain = trust_domain.to_string();
                 s.operator_root = operator.is_some();
+                if s.operator_root {
+                    s.next = None;
+                }
                 s
             }
             None => State {
@@ -309,6 +320,7 @@ impl Ca {
                 current: root.pem.clone(),
                 retired: Vec::new(),
                 operator_root: operator.is_some(),
+                next: None,
             },
         };
         let mut ca = Ca {
@@ -359,9 +371,12 @@ impl Ca {
         Ok(true)
     }
 
-    /// The current root first, then the retired roots still trusted.
+    /// The current root first, then a staged one, then the retired roots still trusted.
     pub fn bundle(&self) -> Bundle {
         let mut pem = self.root.pem.clone();
+        if let Some(next) = &self.state.next {
+            pem.push_str(&next.pem);
+        }
         for r in &self.state.retired {
             pem.push_str(&r.pem);
         }
@@ -371,12 +386,41 @@ impl Ca {
         }
     }
 
-    /// Drops retired roots whose overlap ended; persists and bumps the version if any did.
+    /// When a staged root starts signing, if a rotation is in progress.
+    pub fn activates_at(&self) -> Option<SystemTime> {
+        self.state
+            .next
+            .as_ref()
+            .map(|n| from_unix_secs(n.activate_at_unix))
+    }
+
+    /// Moves time forward: a staged root whose time came starts signing (the current one
+    /// retires for the overlap), and retired roots whose overlap ended are dropped. Persists
+    /// and bumps the version when anything changed.
     pub fn prune(&mut self, now: SystemTime) -> Result<bool, PkiError> {
-        let before = self.state.retired.len();
         let now_s = unix_secs(now);
+        let mut changed = false;
+        if let Some(next) = self.state.next.clone().filter(|n| n.activate_at_unix <= now_s) {
+            let root = load_root(&self.dir.join(NEXT_CERT), &self.dir.join(NEXT_KEY), now)?;
+            castate::write_atomic(
+                &self.dir.join(ROOT_KEY),
+                root.key.serialize_pem().as_bytes(),
+                0o600,
+            )?;
+            castate::write_atomic(&self.dir.join(ROOT_CERT), root.pem.as_bytes(), 0o644)?;
+            let old = std::mem::replace(&mut self.root, root);
+            self.state.current = self.root.pem.clone();
+            self.state.retired.push(RetiredRoot {
+                pem: old.pem,
+                drop_at_unix: next.activate_at_unix + next.overlap_secs,
+            });
+            self.state.next = None;
+            changed = true;
+        }
+        let before = self.state.retired.len();
         self.state.retired.retain(|r| r.drop_at_unix > now_s);
-        if self.state.retired.len() == before {
+        changed |= self.state.retired.len() != before;
+        if !changed {
             return Ok(false);
         }
         self.state.version += 1;
@@ -384,23 +428,28 @@ impl Ca {
         Ok(true)
     }
 
-    /// Makes a new root; the previous one stays in the bundle for `overlap`. Returns the new
-    /// bundle version.
-    pub fn rotate(&mut self, overlap: Duration) -> Result<u64, PkiError> {
+    /// Starts a rotation: a new root joins the bundle now and signs from `now + propagation`
+    /// (so every peer trusts it before any leaf of it exists); the previous root then stays in
+    /// the bundle for `overlap`. Returns the new bundle version.
+    pub fn rotate(&mut self, overlap: Duration, propagation: Duration) -> Result<u64, PkiError> {
         if self.state.operator_root {
             return Err(PkiError::OperatorRoot);
         }
         let now = SystemTime::now();
-        let root = generate_root(&self.dir, &self.state.trust_domain, now)?;
-        let old = std::mem::replace(&mut self.root, root);
-        self.state.current = self.root.pem.clone();
-        self.state.retired.push(RetiredRoot {
-            pem: old.pem,
-            drop_at_unix: unix_secs(now + overlap),
+        if let Some(at) = self.activates_at() {
+            return Err(PkiError::Rotating(super::rfc3339(at)));
+        }
+        let next = generate_root(&self.dir, &self.state.trust_domain, now, (NEXT_CERT, NEXT_KEY))?;
+        self.state.next = Some(NextRoot {
+            pem: next.pem,
+            activate_at_unix: unix_secs(now + propagation),
+            overlap_secs: overlap.as_secs(),
         });
-        self.state.retired.retain(|r| r.drop_at_unix > unix_secs(now));
         self.state.version += 1;
         self.save()?;
+        if propagation.is_zero() {
+            self.prune(now)?;
+        }
         Ok(self.state.version)
     }
 

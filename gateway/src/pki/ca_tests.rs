@@ -184,7 +184,7 @@ fn operator_roots_are_checked_and_errors_name_the_file() {
     assert!(matches!(
         Ca::open_for_control(state.path(), "t.local", Some((&cert, &key)), Duration::ZERO)
             .unwrap()
-            .rotate(Duration::ZERO),
+            .rotate(Duration::ZERO, Duration::ZERO),
         Err(PkiError::OperatorRoot)
     ));
 
@@ -218,11 +218,32 @@ fn rotation_keeps_the_old_root_for_the_overlap_then_drops_it() {
     let old_root = ca.root_pem().to_string();
     let key = KeyPair::generate().unwrap();
 
-    let v = ca.rotate(Duration::from_secs(30)).unwrap();
+    let v = ca
+        .rotate(Duration::from_secs(30), Duration::from_secs(5))
+        .unwrap();
     assert!(v > first.version);
+    assert!(matches!(
+        ca.rotate(Duration::from_secs(30), Duration::from_secs(5)),
+        Err(PkiError::Rotating(_))
+    ));
+    // Staged: the new root is trusted at once, but the old one still signs.
     let b = ca.bundle();
     assert_eq!(b.version, v);
     assert_eq!(pem_certs(&b.pem).len(), 2);
+    assert!(b.pem.starts_with(&old_root));
+    let staged = pem_certs(&b.pem)[1].clone();
+    let leaf = ca
+        .sign_gateway(SubjectKey::Key(&key), "z", "n", Duration::from_secs(60))
+        .unwrap();
+    assert!(signed_by(&leaf.cert_der, &old_root));
+    let at = ca.activates_at().unwrap();
+    assert!(!ca.prune(at - Duration::from_secs(1)).unwrap());
+    // At activation the new root signs and the old one is kept for the overlap.
+    assert!(ca.prune(at).unwrap());
+    let v = ca.version();
+    let b = ca.bundle();
+    assert_eq!(pem_certs(&b.pem).len(), 2);
+    assert_eq!(pem_certs(ca.root_pem())[0], staged);
     assert!(b.pem.starts_with(ca.root_pem()) && b.pem.contains(&old_root));
     let leaf = ca
         .sign_gateway(SubjectKey::Key(&key), "z", "n", Duration::from_secs(60))
@@ -245,8 +266,8 @@ fn rotation_keeps_the_old_root_for_the_overlap_then_drops_it() {
     assert_eq!(mode & 0o777, 0o600);
 
     // Within the overlap nothing is dropped; after it the old root goes.
-    assert!(!ca.prune(SystemTime::now() + Duration::from_secs(10)).unwrap());
-    assert!(ca.prune(SystemTime::now() + Duration::from_secs(31)).unwrap());
+    assert!(!ca.prune(at + Duration::from_secs(29)).unwrap());
+    assert!(ca.prune(at + Duration::from_secs(30)).unwrap());
     let after = ca.bundle();
     assert_eq!(pem_certs(&after.pem).len(), 1);
     assert!(after.version > v);

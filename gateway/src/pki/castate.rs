@@ -1,6 +1,7 @@
 //! The on-disk form of a CA dir: `root.pem` and `root.key` (mode 0600) hold the current root
-//! when the CA generated it, `bundle.json` the trust domain, the bundle version, the current
-//! root and the retired roots still in the bundle with the time each is dropped, and
+//! when the CA generated it, `next.pem` and `next.key` a staged rotation's root, `bundle.json`
+//! the trust domain, the bundle version, the current and staged roots and the retired roots
+//! still in the bundle with the time each is dropped, and
 //! `bundle.pem` the bundle itself for operators. Every write is a temp file plus a rename, so
 //! readers (the offline `switchyard cert` commands, a gateway's `--mesh-ca-dir`) never see a
 //! torn file.
@@ -15,6 +16,9 @@ use super::{file_error, PkiError};
 
 pub const ROOT_CERT: &str = "root.pem";
 pub const ROOT_KEY: &str = "root.key";
+/// A staged root: in the bundle already, signing from `NextRoot::activate_at_unix`.
+pub const NEXT_CERT: &str = "next.pem";
+pub const NEXT_KEY: &str = "next.key";
 pub const STATE: &str = "bundle.json";
 pub const BUNDLE_PEM: &str = "bundle.pem";
 
@@ -32,6 +36,17 @@ pub struct State {
     /// True when the root comes from operator-supplied files (not rotated here).
     #[serde(default)]
     pub operator_root: bool,
+    /// A rotation in progress: the new root (next.pem, next.key) is trusted at once and signs
+    /// from `activate_at_unix`, when the current one retires for `overlap_secs`.
+    #[serde(default)]
+    pub next: Option<NextRoot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NextRoot {
+    pub pem: String,
+    pub activate_at_unix: u64,
+    pub overlap_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

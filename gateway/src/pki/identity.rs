@@ -521,7 +521,7 @@ mod tests {
         let first = id.status();
         let creds = id.upstream_credentials();
         // Renewal at 2 s of a 3 s life; the bundle refresh sees an offline rotation.
-        let v = Ca::open(dir.path()).unwrap().rotate(Duration::from_secs(60)).unwrap();
+        let v = Ca::open(dir.path()).unwrap().rotate(Duration::from_secs(60), Duration::ZERO).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while (id.status().serial == first.serial || id.status().bundle_version != v)
             && std::time::Instant::now() < deadline

@@ -40,6 +40,8 @@ pub enum PkiError {
     Sign(String),
     #[error("the root is operator-supplied; rotate it by replacing --ca-cert/--ca-key and restarting")]
     OperatorRoot,
+    #[error("a rotation is already in progress (the new root signs from {0})")]
+    Rotating(String),
     #[error("control service at {url}: {reason}")]
     Control { url: String, reason: String },
     #[error("TLS setup: {0}")]
