@@ -7,6 +7,7 @@ mod control;
 mod control_load;
 mod filters;
 mod fleet;
+mod mtls;
 mod protocols;
 mod reload;
 mod resilience;

@@ -171,9 +171,12 @@ fn generate_root(
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "switchyard");
+    // A unique name: peers pick a chain's issuer by name first.
+    let serial = random_serial();
+    let tag = hex::encode(&serial.as_ref()[..6]);
     dn.push(
         DnType::CommonName,
-        format!("switchyard root {trust_domain} {}", unix_secs(now)),
+        format!("switchyard root {trust_domain} {tag}"),
     );
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -184,7 +187,7 @@ fn generate_root(
     ];
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + ROOT_VALIDITY).into();
-    params.serial_number = Some(random_serial());
+    params.serial_number = Some(serial);
     let cert = params
         .self_signed(&key)
         .map_err(|e| PkiError::Sign(format!("self-sign the root: {e}")))?;
