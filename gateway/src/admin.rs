@@ -138,7 +138,11 @@ impl ServeHttp for AdminApp {
                     let body = serde_json::to_vec_pretty(&id.status()).unwrap_or_default();
                     reply(StatusCode::OK, "application/json", body)
                 }
-                None => reply(StatusCode::NOT_FOUND, "text/plain", b"no mesh identity\n".to_vec()),
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    b"no mesh identity\n".to_vec(),
+                ),
             },
             "/backends" => {
                 let body = serde_json::to_vec_pretty(&self.backends_json()).unwrap_or_default();

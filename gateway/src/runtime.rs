@@ -100,7 +100,10 @@ impl Runtime {
         for (index, p) in gw.ports.iter().enumerate() {
             ports.push(PortRuntime {
                 port: p.port,
-                https: matches!(p.protocol, ListenerProtocol::Https | ListenerProtocol::EastWest),
+                https: matches!(
+                    p.protocol,
+                    ListenerProtocol::Https | ListenerProtocol::EastWest
+                ),
                 east_west: p.protocol == ListenerProtocol::EastWest,
                 index,
                 certificates: port_certificates(p)?,

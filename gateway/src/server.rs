@@ -125,7 +125,8 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     let address = runtime.gateway().address;
     for port in runtime.ports() {
         let addr = SocketAddr::new(address, port.port).to_string();
-        let mesh = crate::pki::serve::mesh_tls(identity.as_ref(), runtime.port_config(port), &live)?;
+        let mesh =
+            crate::pki::serve::mesh_tls(identity.as_ref(), runtime.port_config(port), &live)?;
         if let Some(tls) = mesh {
             let buffers = L4BufferSettings::new(TLS_READ_BUFFER, DEFAULT_L4_WRITE_BUFFER_SIZE);
             proxy.add_listener(ListenerConfig::tcp(&addr).tls(tls).l4_buffer(buffers));

@@ -251,10 +251,7 @@ fn fastrand_name() -> u64 {
 /// A refusal in the handshake: an error, and not one byte of an HTTP response.
 fn assert_refused(what: &str, r: Result<MtlsReply, MtlsFailure>, alert: &str, logs: &str) {
     match r {
-        Ok(reply) => panic!(
-            "{what}: expected a refusal, got {}\n{logs}",
-            reply.text
-        ),
+        Ok(reply) => panic!("{what}: expected a refusal, got {}\n{logs}", reply.text),
         Err(f) => {
             assert!(
                 f.received.is_empty(),
@@ -308,15 +305,51 @@ async fn east_west_refuses_every_bad_peer_and_serves_a_gateway() {
         .await
         .unwrap_or_else(|e| panic!("valid gateway refused: {e}\n{logs}"));
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert!(reply.text.contains("\"backend\":\"local\""), "{}", reply.text);
+    assert!(
+        reply.text.contains("\"backend\":\"local\""),
+        "{}",
+        reply.text
+    );
     let served = PeerIdentity::from_certificate(&reply.server_cert).unwrap();
-    assert_eq!(served.spiffe_id, format!("spiffe://{TD}/zone/{ZONE}/gateway/{NAME}"));
+    assert_eq!(
+        served.spiffe_id,
+        format!("spiffe://{TD}/zone/{ZONE}/gateway/{NAME}")
+    );
     let id = mesh.identity().await;
     assert_eq!(id["spiffe_id"], served.spiffe_id);
     assert_eq!(id["dns_name"], ew_sni());
 
+    // The CA endpoints answer only their role's token.
+    let r = mesh
+        .control
+        .post_with_token("/v1/ca/rotate", Some(GATEWAY_TOKEN), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let r = mesh
+        .control
+        .get_with_token("/v1/bundle", Some(OPERATOR_TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let r = mesh
+        .control
+        .post_with_token(
+            "/v1/certs",
+            Some(GATEWAY_TOKEN),
+            &json!({"csr": "garbage", "zone": "zone-b", "name": "gw-b1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+
     // No client certificate.
-    assert_refused("no certificate", mesh.ew_get(&bundle, None).await, "CertificateRequired", &logs);
+    assert_refused(
+        "no certificate",
+        mesh.ew_get(&bundle, None).await,
+        "CertificateRequired",
+        &logs,
+    );
     // A gateway certificate from another CA.
     let foreign = mesh.scratch.path().join("foreign-ca");
     let out = Command::new(bin())
@@ -324,19 +357,49 @@ async fn east_west_refuses_every_bad_peer_and_serves_a_gateway() {
         .arg(&foreign)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (fc, fk) = mesh.issue(&foreign, &["--zone", "zone-b", "--gateway", "gw-b1"]);
-    assert_refused("another CA", mesh.ew_get(&bundle, Some((&fc, &fk))).await, "UnknownCA", &logs);
+    assert_refused(
+        "another CA",
+        mesh.ew_get(&bundle, Some((&fc, &fk))).await,
+        "UnknownCA",
+        &logs,
+    );
     // A workload identity from the right CA.
-    let (wc, wk) = mesh.issue(&ca, &["--spiffe-id", &format!("spiffe://{TD}/ns/shop/sa/cart")]);
-    assert_refused("workload SAN", mesh.ew_get(&bundle, Some((&wc, &wk))).await, "AccessDenied", &logs);
+    let (wc, wk) = mesh.issue(
+        &ca,
+        &["--spiffe-id", &format!("spiffe://{TD}/ns/shop/sa/cart")],
+    );
+    assert_refused(
+        "workload SAN",
+        mesh.ew_get(&bundle, Some((&wc, &wk))).await,
+        "AccessDenied",
+        &logs,
+    );
     // A gateway identity of another trust domain, signed by the right root.
     let (oc, ok) = forge_with_root(&ca, "spiffe://other.local/zone/zone-b/gateway/gw-b1");
-    assert_refused("other trust domain", mesh.ew_get(&bundle, Some((&oc, &ok))).await, "AccessDenied", &logs);
+    assert_refused(
+        "other trust domain",
+        mesh.ew_get(&bundle, Some((&oc, &ok))).await,
+        "AccessDenied",
+        &logs,
+    );
     // An expired gateway certificate from the right CA.
-    let (ec, ek) = mesh.issue(&ca, &["--zone", "zone-b", "--gateway", "gw-b1", "--ttl", "1"]);
+    let (ec, ek) = mesh.issue(
+        &ca,
+        &["--zone", "zone-b", "--gateway", "gw-b1", "--ttl", "1"],
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_refused("expired", mesh.ew_get(&bundle, Some((&ec, &ek))).await, "CertificateExpired", &logs);
+    assert_refused(
+        "expired",
+        mesh.ew_get(&bundle, Some((&ec, &ek))).await,
+        "CertificateExpired",
+        &logs,
+    );
     // Plaintext HTTP to the TLS port gets no HTTP response.
     let plain = plaintext_get(mesh.ew, HOST).await.unwrap();
     assert!(
@@ -345,7 +408,13 @@ async fn east_west_refuses_every_bad_peer_and_serves_a_gateway() {
         String::from_utf8_lossy(&plain)
     );
     // And the listener still serves the valid gateway.
-    assert_eq!(mesh.ew_get(&bundle, Some((&cert, &key))).await.unwrap().status, 200);
+    assert_eq!(
+        mesh.ew_get(&bundle, Some((&cert, &key)))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,8 +432,13 @@ async fn mesh_listener_takes_optional_workload_certificates() {
     };
     let none = get(None).await.unwrap_or_else(|e| panic!("{e}\n{logs}"));
     assert_eq!(none.status, 200, "{}", none.text);
-    let workload = mesh.issue(&mesh.ca_dir(), &["--spiffe-id", &format!("spiffe://{TD}/ns/shop/sa/cart")]);
-    let with = get(Some(workload)).await.unwrap_or_else(|e| panic!("{e}\n{logs}"));
+    let workload = mesh.issue(
+        &mesh.ca_dir(),
+        &["--spiffe-id", &format!("spiffe://{TD}/ns/shop/sa/cart")],
+    );
+    let with = get(Some(workload))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{logs}"));
     assert_eq!(with.status, 200, "{}", with.text);
     let foreign = mesh.scratch.path().join("foreign-ca");
     let out = Command::new(bin())
@@ -373,8 +447,16 @@ async fn mesh_listener_takes_optional_workload_certificates() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let forged = mesh.issue(&foreign, &["--spiffe-id", &format!("spiffe://{TD}/ns/shop/sa/cart")]);
-    assert_refused("foreign workload", get(Some(forged)).await, "UnknownCA", &logs);
+    let forged = mesh.issue(
+        &foreign,
+        &["--spiffe-id", &format!("spiffe://{TD}/ns/shop/sa/cart")],
+    );
+    assert_refused(
+        "foreign workload",
+        get(Some(forged)).await,
+        "UnknownCA",
+        &logs,
+    );
 }
 
 /// What the load client presents and trusts, refreshed from the control service like a
@@ -404,7 +486,10 @@ async fn refresh_client(control: &ControlProcess) -> Result<Arc<ClientConfig>, S
         .json();
     let config = mtls_config(
         b["bundle"].as_str().unwrap_or_default(),
-        Some((v["certificate"].as_str().unwrap_or_default(), &key.serialize_pem())),
+        Some((
+            v["certificate"].as_str().unwrap_or_default(),
+            &key.serialize_pem(),
+        )),
     )
     .map_err(|e| e.to_string())?;
     Ok(Arc::new(config))
@@ -415,6 +500,18 @@ async fn certificates_and_the_root_rotate_under_load_without_failures() {
     let mesh = Arc::new(Mesh::start("4s").await);
     let config = Arc::new(Mutex::new(refresh_client(&mesh.control).await.unwrap()));
     let first_version = mesh.bundle().await.0;
+    // The listener answers before the load starts (bounded wait).
+    let ready_by = Instant::now() + WAIT;
+    loop {
+        let c = config.lock().unwrap().clone();
+        match mtls_get(mesh.ew, &ew_sni(), c, HOST, "/warmup").await {
+            Ok(r) if r.status == 200 => break,
+            other if Instant::now() > ready_by => {
+                panic!("east-west not serving: {other:?}\n{}", mesh.logs())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(13);
     let refresher = {
         let (mesh, config) = (mesh.clone(), config.clone());
@@ -474,12 +571,29 @@ async fn certificates_and_the_root_rotate_under_load_without_failures() {
         served.extend(s);
     }
     let logs = mesh.logs();
-    assert!(failures.is_empty(), "{} failures of {}: {:?}\n{logs}", failures.len(), ok + failures.len() as u64, &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failures of {}: {:?}\n{logs}",
+        failures.len(),
+        ok + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
     assert!(ok >= 50, "only {ok} requests\n{logs}");
-    assert!(served.len() >= 3, "served certificates: {}\n{logs}", served.len());
-    assert!(serials.len() >= 3, "serials seen at /identity: {serials:?}\n{logs}");
+    assert!(
+        served.len() >= 3,
+        "served certificates: {}\n{logs}",
+        served.len()
+    );
+    assert!(
+        serials.len() >= 3,
+        "serials seen at /identity: {serials:?}\n{logs}"
+    );
     assert!(rotated.unwrap() > first_version);
-    println!("rotation under load: {ok} requests, 0 failures, {} served certificates, {} serials", served.len(), serials.len());
+    println!(
+        "rotation under load: {ok} requests, 0 failures, {} served certificates, {} serials",
+        served.len(),
+        serials.len()
+    );
 
     // A client trusting only the new root (the current root.pem of the CA dir) with a
     // certificate of that root succeeds once the gateway serves a certificate of it.
@@ -498,6 +612,125 @@ async fn certificates_and_the_root_rotate_under_load_without_failures() {
     };
     assert_eq!(reply.status, 200);
     let id = mesh.identity().await;
-    assert!(id["bundle_version"].as_u64().unwrap() >= rotated.unwrap(), "{id}");
+    assert!(
+        id["bundle_version"].as_u64().unwrap() >= rotated.unwrap(),
+        "{id}"
+    );
     assert_eq!(id["last_renewal_error"], Value::Null, "{id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_gateway_needs_a_mesh_ca_dir_for_an_east_west_listener() {
+    let backend = EchoBackend::start("local").await;
+    let dir = ConfigDir::new();
+    let ew = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    dir.write(
+        "gw.yaml",
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {NAME}
+  labels: {{switchyard.dev/zone: {ZONE}}}
+spec:
+  gatewayClassName: switchyard
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+    - {{name: east-west, port: {port}, protocol: switchyard.dev/EastWest}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web}}
+spec:
+  parentRefs: [{{name: {NAME}}}]
+  rules:
+    - backendRefs: [{{group: switchyard.dev, kind: Backend, name: local}}]
+{backend}",
+            port = ew.port(),
+            backend = backend_yaml("local", &[backend.addr()]),
+        ),
+    );
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let base: Vec<String> = vec![
+        "gateway".into(),
+        "--config-dir".into(),
+        dir.path().display().to_string(),
+        "--admin".into(),
+        admin.to_string(),
+    ];
+    // No way to get certificates: a startup error naming the port and the fix.
+    let mut gw = GatewayProcess::spawn(&bin(), &base, &[]).unwrap();
+    let status = gw.wait_exit(WAIT).await;
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let logs = gw.logs();
+    assert!(
+        logs.contains(&format!("{} (switchyard.dev/EastWest)", ew.port()))
+            && logs.contains("--mesh-ca-dir"),
+        "{logs}"
+    );
+
+    // With a local CA dir the east-west listener serves gateways of that CA.
+    let scratch = tempfile::tempdir().unwrap();
+    let ca = scratch.path().join("ca");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "cert",
+        "init-ca",
+        "--dir",
+        ca.to_str().unwrap(),
+        "--trust-domain",
+        TD,
+    ]);
+    let mut args = base.clone();
+    args.extend(
+        [
+            "--mesh-ca-dir",
+            ca.to_str().unwrap(),
+            "--zone",
+            ZONE,
+            "--name",
+            NAME,
+            "--mesh-cert-ttl",
+            "1h",
+        ]
+        .map(String::from),
+    );
+    let gw = GatewayProcess::start(&bin(), &args).await;
+    let (cert, key) = (scratch.path().join("c.pem"), scratch.path().join("c.key"));
+    run(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--zone",
+        "zone-b",
+        "--gateway",
+        "gw-b1",
+        "--out-cert",
+        cert.to_str().unwrap(),
+        "--out-key",
+        key.to_str().unwrap(),
+    ]);
+    let roots = std::fs::read_to_string(ca.join("bundle.pem")).unwrap();
+    let (cert, key) = (
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap(),
+    );
+    let config = Arc::new(mtls_config(&roots, Some((&cert, &key))).unwrap());
+    let reply = mtls_get(ew, &ew_sni(), config, HOST, "/")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let id = gw.admin_get("/identity").await.unwrap().json();
+    assert_eq!(
+        id["spiffe_id"],
+        format!("spiffe://{TD}/zone/{ZONE}/gateway/{NAME}")
+    );
 }

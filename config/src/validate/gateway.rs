@@ -177,7 +177,10 @@ fn listener(
             rep.error(
                 site,
                 format!("{field}.protocol"),
-                format!("unsupported protocol {other:?} (supported: HTTP, HTTPS, {})", mesh::EAST_WEST),
+                format!(
+                    "unsupported protocol {other:?} (supported: HTTP, HTTPS, {})",
+                    mesh::EAST_WEST
+                ),
             );
             return None;
         }

@@ -22,10 +22,10 @@ use tracing::{debug, warn};
 
 use super::certs::Answer;
 use super::fleet::Reply;
-use switchyard_gateway::pki::client::{BUNDLE_PATH, CERTS_PATH, ROTATE_PATH};
 use super::publish::{self, PublishError, RollbackTarget};
 use super::Control;
 use crate::auth;
+use switchyard_gateway::pki::client::{BUNDLE_PATH, CERTS_PATH, ROTATE_PATH};
 
 /// Request bodies (acks, rollback) larger than this are refused.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -158,9 +158,7 @@ async fn route(ctl: &Arc<Control>, req: Request<Incoming>) -> Response<Body> {
             _,
             WATCH_PATH | ACK_PATH | CERTS_PATH | BUNDLE_PATH | ROTATE_PATH | "/v1/status"
             | "/v1/rollback" | "/metrics",
-        ) => {
-            unauthorized()
-        }
+        ) => unauthorized(),
         _ => text(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {method} {path}"),

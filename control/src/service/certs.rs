@@ -64,7 +64,9 @@ impl CaService {
             Err(e) => {
                 return (
                     StatusCode::BAD_REQUEST,
-                    Err(format!("certificate request: {e} (expected {{\"csr\", \"zone\", \"name\"}})")),
+                    Err(format!(
+                        "certificate request: {e} (expected {{\"csr\", \"zone\", \"name\"}})"
+                    )),
                 )
             }
         };
@@ -83,7 +85,10 @@ impl CaService {
                     spiffe_id: issued.spiffe_id,
                     trust_domain: ca.trust_domain().to_string(),
                 };
-                (StatusCode::OK, serde_json::to_value(resp).map_err(|e| e.to_string()))
+                (
+                    StatusCode::OK,
+                    serde_json::to_value(resp).map_err(|e| e.to_string()),
+                )
             }
             Err(e @ (PkiError::Name(_) | PkiError::Csr(_))) => {
                 warn!(zone = %req.zone, name = %req.name, error = %e, "certificate request refused");
@@ -101,7 +106,10 @@ impl CaService {
             version: bundle.version,
             trust_domain: ca.trust_domain().to_string(),
         };
-        (StatusCode::OK, serde_json::to_value(resp).map_err(|e| e.to_string()))
+        (
+            StatusCode::OK,
+            serde_json::to_value(resp).map_err(|e| e.to_string()),
+        )
     }
 
     pub fn rotate(&self) -> Answer {

@@ -199,7 +199,9 @@ pub fn run(opts: ControlOptions) -> Result<()> {
     let ca = switchyard_gateway::pki::Ca::open_for_control(
         &ca_dir,
         &opts.trust_domain,
-        opts.ca_files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+        opts.ca_files
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
         certs::CaService::overlap(opts.cert_ttl),
     )
     .with_context(|| format!("mesh CA in {}", ca_dir.display()))?;

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use x509_parser::prelude::FromDer;
@@ -227,7 +227,10 @@ impl Ca {
     pub fn init(dir: &Path, trust_domain: &str) -> Result<Ca, PkiError> {
         check_trust_domain(trust_domain)?;
         if dir.join(ROOT_CERT).exists() || dir.join(castate::STATE).exists() {
-            return Err(file_error(dir, "already holds a CA (root.pem or bundle.json)"));
+            return Err(file_error(
+                dir,
+                "already holds a CA (root.pem or bundle.json)",
+            ));
         }
         let now = SystemTime::now();
         let root = generate_root(dir, trust_domain, now, (ROOT_CERT, ROOT_KEY))?;
@@ -403,7 +406,12 @@ impl Ca {
     pub fn prune(&mut self, now: SystemTime) -> Result<bool, PkiError> {
         let now_s = unix_secs(now);
         let mut changed = false;
-        if let Some(next) = self.state.next.clone().filter(|n| n.activate_at_unix <= now_s) {
+        if let Some(next) = self
+            .state
+            .next
+            .clone()
+            .filter(|n| n.activate_at_unix <= now_s)
+        {
             let root = load_root(&self.dir.join(NEXT_CERT), &self.dir.join(NEXT_KEY), now)?;
             castate::write_atomic(
                 &self.dir.join(ROOT_KEY),
@@ -442,7 +450,12 @@ impl Ca {
         if let Some(at) = self.activates_at() {
             return Err(PkiError::Rotating(super::rfc3339(at)));
         }
-        let next = generate_root(&self.dir, &self.state.trust_domain, now, (NEXT_CERT, NEXT_KEY))?;
+        let next = generate_root(
+            &self.dir,
+            &self.state.trust_domain,
+            now,
+            (NEXT_CERT, NEXT_KEY),
+        )?;
         self.state.next = Some(NextRoot {
             pem: next.pem,
             activate_at_unix: unix_secs(now + propagation),

@@ -61,7 +61,10 @@ fn the_ca_sets_the_names_and_ignores_the_csrs() {
             "dns:gateway.zone-a.t.local"
         ]
     );
-    assert_eq!(issued.spiffe_id, "spiffe://t.local/zone/zone-a/gateway/gw-a1");
+    assert_eq!(
+        issued.spiffe_id,
+        "spiffe://t.local/zone/zone-a/gateway/gw-a1"
+    );
     let (_, cert) = x509_parser::parse_x509_certificate(&issued.cert_der).unwrap();
     assert!(!cert.subject().to_string().contains("root-of-everything"));
     assert!(!cert.is_ca());
@@ -80,7 +83,10 @@ fn the_ca_sets_the_names_and_ignores_the_csrs() {
             Duration::from_secs(60),
         )
         .unwrap();
-    assert_eq!(sans(&w.cert_der), vec!["uri:spiffe://t.local/ns/shop/sa/cart"]);
+    assert_eq!(
+        sans(&w.cert_der),
+        vec!["uri:spiffe://t.local/ns/shop/sa/cart"]
+    );
     for bad in [
         "spiffe://t.local/zone/z/gateway/n",
         "spiffe://other.local/ns/x",
@@ -107,7 +113,9 @@ fn the_ca_sets_the_names_and_ignores_the_csrs() {
         .sign(&tampered, "z", "n", Duration::from_secs(60))
         .unwrap_err();
     assert!(matches!(err, PkiError::Csr(_)), "{err}");
-    assert!(ca.sign("garbage", "z", "n", Duration::from_secs(60)).is_err());
+    assert!(ca
+        .sign("garbage", "z", "n", Duration::from_secs(60))
+        .is_err());
 }
 
 #[test]
@@ -122,7 +130,10 @@ fn validity_is_backdated_a_minute_and_capped_by_the_root() {
     let (_, cert) = x509_parser::parse_x509_certificate(&issued.cert_der).unwrap();
     let nb = cert.validity().not_before.timestamp() as u64;
     let na = cert.validity().not_after.timestamp() as u64;
-    assert!((before - 61..=before - 59).contains(&nb), "{nb} vs {before}");
+    assert!(
+        (before - 61..=before - 59).contains(&nb),
+        "{nb} vs {before}"
+    );
     assert!((before + 4..=before + 6).contains(&na), "{na} vs {before}");
     assert_eq!(unix_secs(issued.not_after), na);
 
@@ -138,16 +149,14 @@ fn validity_is_backdated_a_minute_and_capped_by_the_root() {
     )
     .unwrap();
     let issued = ca
-        .sign_gateway(
-            SubjectKey::Key(&key),
-            "z",
-            "n",
-            Duration::from_secs(86_400),
-        )
+        .sign_gateway(SubjectKey::Key(&key), "z", "n", Duration::from_secs(86_400))
         .unwrap();
     let na = unix_secs(issued.not_after);
     assert!(na <= before + 3601 + 5, "{na}");
-    assert!(signed_by(&issued.cert_der, &std::fs::read_to_string(&cert).unwrap()));
+    assert!(signed_by(
+        &issued.cert_der,
+        &std::fs::read_to_string(&cert).unwrap()
+    ));
 }
 
 /// Writes an operator root (CA or not) valid for `validity` (negative: expired) and its key.
@@ -175,12 +184,20 @@ fn operator_root(dir: &Path, is_ca: bool, validity: Duration) -> (PathBuf, PathB
 fn operator_roots_are_checked_and_errors_name_the_file() {
     let state = tempfile::tempdir().unwrap();
     let open = |c: &Path, k: &Path| {
-        Ca::open_for_control(state.path(), "t.local", Some((c, k)), Duration::from_secs(60))
+        Ca::open_for_control(
+            state.path(),
+            "t.local",
+            Some((c, k)),
+            Duration::from_secs(60),
+        )
     };
     let good = tempfile::tempdir().unwrap();
     let (cert, key) = operator_root(good.path(), true, Duration::from_secs(86_400));
     let ca = open(&cert, &key).unwrap();
-    assert_eq!(ca.root_pem(), normalize_pem(&first_cert_der(&std::fs::read_to_string(&cert).unwrap()).unwrap()));
+    assert_eq!(
+        ca.root_pem(),
+        normalize_pem(&first_cert_der(&std::fs::read_to_string(&cert).unwrap()).unwrap())
+    );
     assert!(matches!(
         Ca::open_for_control(state.path(), "t.local", Some((&cert, &key)), Duration::ZERO)
             .unwrap()
@@ -205,7 +222,9 @@ fn operator_roots_are_checked_and_errors_name_the_file() {
         err.contains(&expired_key.display().to_string()) && err.contains("does not match"),
         "{err}"
     );
-    let err = open(&cert, &good.path().join("missing.key")).unwrap_err().to_string();
+    let err = open(&cert, &good.path().join("missing.key"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing.key"), "{err}");
 }
 
@@ -261,7 +280,9 @@ fn rotation_keeps_the_old_root_for_the_overlap_then_drops_it() {
         b.pem
     );
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.path().join(ROOT_KEY)).unwrap().permissions(),
+        &std::fs::metadata(dir.path().join(ROOT_KEY))
+            .unwrap()
+            .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
 
@@ -278,7 +299,10 @@ fn rotation_keeps_the_old_root_for_the_overlap_then_drops_it() {
 #[test]
 fn init_refuses_an_existing_ca_and_open_needs_one() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(Ca::open(dir.path()).unwrap_err().to_string().contains("bundle.json"));
+    assert!(Ca::open(dir.path())
+        .unwrap_err()
+        .to_string()
+        .contains("bundle.json"));
     Ca::init(dir.path(), "t.local").unwrap();
     assert!(Ca::init(dir.path(), "t.local").is_err());
     assert!(Ca::init(&dir.path().join("x"), "Bad_Domain").is_err());

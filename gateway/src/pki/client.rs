@@ -88,7 +88,10 @@ impl CaClient {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.token));
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            );
         if body.is_some() {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
         }

@@ -218,7 +218,10 @@ impl MeshIdentity {
     /// certificates required, verified against the rotating bundle and required to name a
     /// gateway of our trust domain; the peer's identity is attached to the connection.
     pub fn east_west_tls(self: &Arc<Self>) -> Result<TlsSettings, PkiError> {
-        self.tls(Arc::new(CurrentCert(self.cert.clone())), PeerPolicy::Gateways)
+        self.tls(
+            Arc::new(CurrentCert(self.cert.clone())),
+            PeerPolicy::Gateways,
+        )
     }
 
     /// Server TLS for a mesh listener: the listener's own certificates from `resolver`, client
@@ -279,7 +282,10 @@ impl MeshIdentity {
     }
 
     fn set_error(&self, e: Option<String>) {
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = e;
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = e;
     }
 
     fn publish_creds(&self) {
@@ -386,7 +392,9 @@ async fn obtain(opts: &IdentityOptions, client: Option<&CaClient>) -> Result<Mat
     match (&opts.source, client) {
         (_, Some(client)) => {
             let mut params = CertificateParams::default();
-            params.distinguished_name.push(DnType::CommonName, opts.name.as_str());
+            params
+                .distinguished_name
+                .push(DnType::CommonName, opts.name.as_str());
             let csr = params
                 .serialize_request(&key)
                 .and_then(|c| c.pem())
@@ -401,7 +409,9 @@ async fn obtain(opts: &IdentityOptions, client: Option<&CaClient>) -> Result<Mat
             let cert_der = rustls_pemfile::certs(&mut r.certificate.as_bytes())
                 .next()
                 .and_then(Result::ok)
-                .ok_or_else(|| PkiError::Tls("the control service's certificate has no PEM block".into()))?
+                .ok_or_else(|| {
+                    PkiError::Tls("the control service's certificate has no PEM block".into())
+                })?
                 .to_vec();
             Ok(Material {
                 cert_der,
@@ -440,7 +450,9 @@ fn prepare(m: &Material, spiffe_id: &str) -> Result<(Arc<CertifiedKey>, Leaf), P
     let (_, x509) = x509_parser::parse_x509_certificate(&m.cert_der)
         .map_err(|e| PkiError::Tls(format!("issued certificate: {e}")))?;
     if x509.public_key().raw != m.key.public_key_der().as_slice() {
-        return Err(PkiError::Tls("the issued certificate is not for our key".into()));
+        return Err(PkiError::Tls(
+            "the issued certificate is not for our key".into(),
+        ));
     }
     let id = PeerIdentity::from_certificate(&m.cert_der).map(|p| p.spiffe_id);
     if id.as_deref() != Some(spiffe_id) {
@@ -521,7 +533,10 @@ mod tests {
         let first = id.status();
         let creds = id.upstream_credentials();
         // Renewal at 2 s of a 3 s life; the bundle refresh sees an offline rotation.
-        let v = Ca::open(dir.path()).unwrap().rotate(Duration::from_secs(60), Duration::ZERO).unwrap();
+        let v = Ca::open(dir.path())
+            .unwrap()
+            .rotate(Duration::from_secs(60), Duration::ZERO)
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while (id.status().serial == first.serial || id.status().bundle_version != v)
             && std::time::Instant::now() < deadline

@@ -38,7 +38,9 @@ pub enum PkiError {
     Csr(String),
     #[error("cannot sign: {0}")]
     Sign(String),
-    #[error("the root is operator-supplied; rotate it by replacing --ca-cert/--ca-key and restarting")]
+    #[error(
+        "the root is operator-supplied; rotate it by replacing --ca-cert/--ca-key and restarting"
+    )]
     OperatorRoot,
     #[error("a rotation is already in progress (the new root signs from {0})")]
     Rotating(String),

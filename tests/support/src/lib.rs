@@ -37,7 +37,7 @@ pub use client::{get, request, try_get, H1Conn, H2Conn, Response, TlsConn};
 pub use configdir::ConfigDir;
 pub use control::{ControlProcess, TokenFiles};
 pub use faulty::{FaultyBackend, Mode};
-pub use mtls::{mtls_config, mtls_get, plaintext_get, MtlsFailure, MtlsReply};
 pub use load::{run_load, spawn_load, LoadHandle, LoadReport, LoadSpec, TimelineEntry};
+pub use mtls::{mtls_config, mtls_get, plaintext_get, MtlsFailure, MtlsReply};
 pub use process::{free_port, GatewayProcess};
 pub use ws_client::{try_ws_echo, ws_echo};

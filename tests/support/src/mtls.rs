@@ -120,9 +120,7 @@ pub async fn mtls_get(
                 Ok(0) => break,
                 Ok(n) => received.extend_from_slice(&buf[..n]),
                 // Connection: close without close_notify still delivered a whole response.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !received.is_empty() => {
-                    break
-                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !received.is_empty() => break,
                 Err(e) => return Err(fail("read", e, received)),
             }
         }

@@ -33,7 +33,11 @@ spec:
 #[test]
 fn east_west_and_mesh_listeners_compile() {
     let g = ok(&[("mesh.yaml", MESH)]);
-    let gw = g.gateways.iter().find(|g| g.id == ObjRef::new("infra", "mesh")).unwrap();
+    let gw = g
+        .gateways
+        .iter()
+        .find(|g| g.id == ObjRef::new("infra", "mesh"))
+        .unwrap();
     let ew = gw.port(15443).unwrap();
     assert_eq!(ew.protocol, ListenerProtocol::EastWest);
     assert_eq!(ew.client_certificates, None);
@@ -42,11 +46,21 @@ fn east_west_and_mesh_listeners_compile() {
     let apps = gw.port(8443).unwrap();
     assert_eq!(apps.client_certificates, Some(ClientCertificates::Optional));
     assert!(apps.needs_mesh_identity());
-    assert_eq!(gw.port(9443).unwrap().client_certificates, Some(ClientCertificates::Required));
+    assert_eq!(
+        gw.port(9443).unwrap().client_certificates,
+        Some(ClientCertificates::Required)
+    );
     // The shared Gateway's plain HTTPS listener is no mesh listener.
-    let edge = g.gateways.iter().find(|g| g.id == ObjRef::new("infra", "edge")).unwrap();
+    let edge = g
+        .gateways
+        .iter()
+        .find(|g| g.id == ObjRef::new("infra", "edge"))
+        .unwrap();
     assert!(!edge.port(8443).unwrap().needs_mesh_identity());
-    assert_eq!(ListenerProtocol::EastWest.to_string(), "switchyard.dev/EastWest");
+    assert_eq!(
+        ListenerProtocol::EastWest.to_string(),
+        "switchyard.dev/EastWest"
+    );
 }
 
 #[test]
