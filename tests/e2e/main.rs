@@ -8,6 +8,7 @@ mod control_load;
 mod filters;
 mod fleet;
 mod mtls;
+mod mtls_rotation;
 mod protocols;
 mod reload;
 mod resilience;

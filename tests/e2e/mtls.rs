@@ -1,17 +1,15 @@
 //! Mesh mTLS end to end: the real control service (its CA) and a real gateway subscribed to it,
 //! with a `switchyard.dev/EastWest` listener and an HTTPS mesh listener (client certificates
 //! Optional). A rustls client dials them with SNI `gateway.ZONE.TD` and the trust bundle:
-//! every bad peer is refused in the handshake, a valid gateway certificate gets a response,
-//! and certificates and the CA root rotate under load with zero failed requests.
+//! every bad peer is refused in the handshake and a valid gateway certificate gets a response;
+//! the mesh listener takes optional workload certificates. Rotation is in `mtls_rotation`.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use rustls::ClientConfig;
 use serde_json::{json, Value};
 use switchyard_gateway::identity::PeerIdentity;
 use switchyard_testkit::{
@@ -22,38 +20,39 @@ use tempfile::TempDir;
 
 use crate::common::{backend_yaml, bin};
 
-const OPERATOR_TOKEN: &str = "op-secret";
-const GATEWAY_TOKEN: &str = "gw-secret";
-const TD: &str = "switchyard.local";
-const ZONE: &str = "zone-a";
-const NAME: &str = "gw-a1";
-const HOST: &str = "app.test";
+pub(crate) const OPERATOR_TOKEN: &str = "op-secret";
+pub(crate) const GATEWAY_TOKEN: &str = "gw-secret";
+pub(crate) const TD: &str = "switchyard.local";
+pub(crate) const ZONE: &str = "zone-a";
+pub(crate) const NAME: &str = "gw-a1";
+pub(crate) const HOST: &str = "app.test";
 /// The mesh listener's own (SNI) certificate name.
 const MESH_SNI: &str = "mesh.test";
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// SNI of zone-a's gateways.
-fn ew_sni() -> String {
+pub(crate) fn ew_sni() -> String {
     format!("gateway.{ZONE}.{TD}")
 }
 
 /// A control service with its CA, one gateway of zone-a and its echo backend.
-struct Mesh {
+pub(crate) struct Mesh {
     _dir: ConfigDir,
     _tokens: TokenFiles,
-    control_state: TempDir,
-    control: ControlProcess,
-    gw: GatewayProcess,
+    pub(crate) control_state: TempDir,
+    pub(crate) control: ControlProcess,
+    pub(crate) gw: GatewayProcess,
     _gw_state: TempDir,
-    ew: SocketAddr,
+    pub(crate) ew: SocketAddr,
     mesh: SocketAddr,
     listener_ca: TestCa,
-    scratch: TempDir,
+    pub(crate) scratch: TempDir,
+    control_args: Vec<String>,
     _backend: EchoBackend,
 }
 
 impl Mesh {
-    async fn start(cert_ttl: &str) -> Mesh {
+    pub(crate) async fn start(cert_ttl: &str) -> Mesh {
         let backend = EchoBackend::start("local").await;
         let dir = ConfigDir::new();
         let listener_ca = TestCa::new("listener-ca");
@@ -125,6 +124,7 @@ spec:
         .map(String::from)
         .to_vec();
         let control = ControlProcess::start(&bin(), &args, &[]).await;
+        let control_args = args;
         let gw_state = tempfile::Builder::new()
             .prefix("switchyard-mtls-gw-")
             .tempdir()
@@ -170,15 +170,23 @@ spec:
             mesh,
             listener_ca,
             scratch: tempfile::tempdir().unwrap(),
+            control_args,
             _backend: backend,
         }
     }
 
-    fn ca_dir(&self) -> PathBuf {
+    /// Restarts the control service on the same address and state dir, `down` after killing it.
+    pub(crate) async fn restart_control(&mut self, down: Duration) {
+        self.control.kill();
+        tokio::time::sleep(down).await;
+        self.control = ControlProcess::start(&bin(), &self.control_args, &[]).await;
+    }
+
+    pub(crate) fn ca_dir(&self) -> PathBuf {
         self.control_state.path().join("ca")
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         format!(
             "--- gateway ---\n{}\n--- control ---\n{}",
             self.gw.logs(),
@@ -187,7 +195,7 @@ spec:
     }
 
     /// `switchyard cert issue --ca-dir DIR ARGS`; returns (certificate PEM, key PEM).
-    fn issue(&self, ca_dir: &Path, args: &[&str]) -> (String, String) {
+    pub(crate) fn issue(&self, ca_dir: &Path, args: &[&str]) -> (String, String) {
         let stem = format!("c{}", fastrand_name());
         let cert = self.scratch.path().join(format!("{stem}.pem"));
         let key = self.scratch.path().join(format!("{stem}.key"));
@@ -213,7 +221,7 @@ spec:
     }
 
     /// The control's trust bundle (gateway token).
-    async fn bundle(&self) -> (u64, String) {
+    pub(crate) async fn bundle(&self) -> (u64, String) {
         let r = self
             .control
             .get_with_token("/v1/bundle", Some(GATEWAY_TOKEN))
@@ -228,12 +236,12 @@ spec:
     }
 
     /// The gateway's `/identity`.
-    async fn identity(&self) -> Value {
+    pub(crate) async fn identity(&self) -> Value {
         self.gw.admin_get("/identity").await.unwrap().json()
     }
 
     /// GET through the east-west listener with `identity` as the client certificate.
-    async fn ew_get(
+    pub(crate) async fn ew_get(
         &self,
         roots: &str,
         identity: Option<(&str, &str)>,
@@ -456,281 +464,5 @@ async fn mesh_listener_takes_optional_workload_certificates() {
         get(Some(forged)).await,
         "UnknownCA",
         &logs,
-    );
-}
-
-/// What the load client presents and trusts, refreshed from the control service like a
-/// gateway of zone-b would (`/v1/certs` with a fresh key, `/v1/bundle`).
-async fn refresh_client(control: &ControlProcess) -> Result<Arc<ClientConfig>, String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .and_then(|c| c.pem())
-        .map_err(|e| e.to_string())?;
-    let r = control
-        .post_with_token(
-            "/v1/certs",
-            Some(GATEWAY_TOKEN),
-            &json!({"csr": csr, "zone": "zone-b", "name": "gw-load"}),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.status != 200 {
-        return Err(format!("/v1/certs answered {}: {}", r.status, r.text()));
-    }
-    let v = r.json();
-    let b = control
-        .get_with_token("/v1/bundle", Some(GATEWAY_TOKEN))
-        .await
-        .map_err(|e| e.to_string())?
-        .json();
-    let config = mtls_config(
-        b["bundle"].as_str().unwrap_or_default(),
-        Some((
-            v["certificate"].as_str().unwrap_or_default(),
-            &key.serialize_pem(),
-        )),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Arc::new(config))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certificates_and_the_root_rotate_under_load_without_failures() {
-    let mesh = Arc::new(Mesh::start("4s").await);
-    let config = Arc::new(Mutex::new(refresh_client(&mesh.control).await.unwrap()));
-    let first_version = mesh.bundle().await.0;
-    // The listener answers before the load starts (bounded wait).
-    let ready_by = Instant::now() + WAIT;
-    loop {
-        let c = config.lock().unwrap().clone();
-        match mtls_get(mesh.ew, &ew_sni(), c, HOST, "/warmup").await {
-            Ok(r) if r.status == 200 => break,
-            other if Instant::now() > ready_by => {
-                panic!("east-west not serving: {other:?}\n{}", mesh.logs())
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(13);
-    let refresher = {
-        let (mesh, config) = (mesh.clone(), config.clone());
-        tokio::spawn(async move {
-            while Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                match refresh_client(&mesh.control).await {
-                    Ok(c) => *config.lock().unwrap() = c,
-                    Err(e) => eprintln!("client refresh failed: {e}"),
-                }
-            }
-        })
-    };
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let (mesh, config) = (mesh.clone(), config.clone());
-        workers.push(tokio::spawn(async move {
-            let (mut ok, mut failures, mut served) = (0u64, Vec::new(), BTreeSet::new());
-            while Instant::now() < deadline {
-                let c = config.lock().unwrap().clone();
-                match mtls_get(mesh.ew, &ew_sni(), c, HOST, "/load").await {
-                    Ok(r) if r.status == 200 => {
-                        ok += 1;
-                        served.insert(r.server_cert);
-                    }
-                    Ok(r) => failures.push(format!("status {}", r.status)),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-            (ok, failures, served)
-        }));
-    }
-    // The gateway's own view of its serial, sampled through the load.
-    let mut serials = BTreeSet::new();
-    let mut rotated = None;
-    while Instant::now() < deadline {
-        if let Some(s) = mesh.identity().await["serial"].as_str() {
-            serials.insert(s.to_string());
-        }
-        if rotated.is_none() && Instant::now() + Duration::from_secs(9) > deadline {
-            let r = mesh
-                .control
-                .post_with_token("/v1/ca/rotate", Some(OPERATOR_TOKEN), &json!({}))
-                .await
-                .unwrap();
-            assert_eq!(r.status, 200, "{}", r.text());
-            rotated = r.json()["bundleVersion"].as_u64();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    refresher.await.unwrap();
-    let (mut ok, mut failures, mut served) = (0, Vec::new(), BTreeSet::new());
-    for w in workers {
-        let (o, f, s) = w.await.unwrap();
-        ok += o;
-        failures.extend(f);
-        served.extend(s);
-    }
-    let logs = mesh.logs();
-    assert!(
-        failures.is_empty(),
-        "{} failures of {}: {:?}\n{logs}",
-        failures.len(),
-        ok + failures.len() as u64,
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok >= 50, "only {ok} requests\n{logs}");
-    assert!(
-        served.len() >= 3,
-        "served certificates: {}\n{logs}",
-        served.len()
-    );
-    assert!(
-        serials.len() >= 3,
-        "serials seen at /identity: {serials:?}\n{logs}"
-    );
-    assert!(rotated.unwrap() > first_version);
-    println!(
-        "rotation under load: {ok} requests, 0 failures, {} served certificates, {} serials",
-        served.len(),
-        serials.len()
-    );
-
-    // A client trusting only the new root (the current root.pem of the CA dir) with a
-    // certificate of that root succeeds once the gateway serves a certificate of it.
-    let new_root = std::fs::read_to_string(mesh.ca_dir().join("root.pem")).unwrap();
-    let (cert, key) = mesh.issue(&mesh.ca_dir(), &["--zone", "zone-b", "--gateway", "gw-b1"]);
-    let until = Instant::now() + Duration::from_secs(10);
-    let reply = loop {
-        match mesh.ew_get(&new_root, Some((&cert, &key))).await {
-            Ok(r) => break r,
-            Err(e) if Instant::now() < until => {
-                eprintln!("new-root client not yet served: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("a client trusting only the new root failed: {e}\n{logs}"),
-        }
-    };
-    assert_eq!(reply.status, 200);
-    let id = mesh.identity().await;
-    assert!(
-        id["bundle_version"].as_u64().unwrap() >= rotated.unwrap(),
-        "{id}"
-    );
-    assert_eq!(id["last_renewal_error"], Value::Null, "{id}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standalone_gateway_needs_a_mesh_ca_dir_for_an_east_west_listener() {
-    let backend = EchoBackend::start("local").await;
-    let dir = ConfigDir::new();
-    let ew = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    dir.write(
-        "gw.yaml",
-        &format!(
-            "apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata:
-  name: {NAME}
-  labels: {{switchyard.dev/zone: {ZONE}}}
-spec:
-  gatewayClassName: switchyard
-  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
-  listeners:
-    - {{name: east-west, port: {port}, protocol: switchyard.dev/EastWest}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: web}}
-spec:
-  parentRefs: [{{name: {NAME}}}]
-  rules:
-    - backendRefs: [{{group: switchyard.dev, kind: Backend, name: local}}]
-{backend}",
-            port = ew.port(),
-            backend = backend_yaml("local", &[backend.addr()]),
-        ),
-    );
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let base: Vec<String> = vec![
-        "gateway".into(),
-        "--config-dir".into(),
-        dir.path().display().to_string(),
-        "--admin".into(),
-        admin.to_string(),
-    ];
-    // No way to get certificates: a startup error naming the port and the fix.
-    let mut gw = GatewayProcess::spawn(&bin(), &base, &[]).unwrap();
-    let status = gw.wait_exit(WAIT).await;
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
-    let logs = gw.logs();
-    assert!(
-        logs.contains(&format!("{} (switchyard.dev/EastWest)", ew.port()))
-            && logs.contains("--mesh-ca-dir"),
-        "{logs}"
-    );
-
-    // With a local CA dir the east-west listener serves gateways of that CA.
-    let scratch = tempfile::tempdir().unwrap();
-    let ca = scratch.path().join("ca");
-    let run = |args: &[&str]| {
-        let out = Command::new(bin()).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "cert",
-        "init-ca",
-        "--dir",
-        ca.to_str().unwrap(),
-        "--trust-domain",
-        TD,
-    ]);
-    let mut args = base.clone();
-    args.extend(
-        [
-            "--mesh-ca-dir",
-            ca.to_str().unwrap(),
-            "--zone",
-            ZONE,
-            "--name",
-            NAME,
-            "--mesh-cert-ttl",
-            "1h",
-        ]
-        .map(String::from),
-    );
-    let gw = GatewayProcess::start(&bin(), &args).await;
-    let (cert, key) = (scratch.path().join("c.pem"), scratch.path().join("c.key"));
-    run(&[
-        "cert",
-        "issue",
-        "--ca-dir",
-        ca.to_str().unwrap(),
-        "--zone",
-        "zone-b",
-        "--gateway",
-        "gw-b1",
-        "--out-cert",
-        cert.to_str().unwrap(),
-        "--out-key",
-        key.to_str().unwrap(),
-    ]);
-    let roots = std::fs::read_to_string(ca.join("bundle.pem")).unwrap();
-    let (cert, key) = (
-        std::fs::read_to_string(cert).unwrap(),
-        std::fs::read_to_string(key).unwrap(),
-    );
-    let config = Arc::new(mtls_config(&roots, Some((&cert, &key))).unwrap());
-    let reply = mtls_get(ew, &ew_sni(), config, HOST, "/")
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let id = gw.admin_get("/identity").await.unwrap().json();
-    assert_eq!(
-        id["spiffe_id"],
-        format!("spiffe://{TD}/zone/{ZONE}/gateway/{NAME}")
     );
 }
