@@ -233,6 +233,7 @@ impl GatewayArgs {
             name: self.name.clone().unwrap_or_default(),
             source,
             bundle_refresh: self.bundle_refresh,
+            persist_dir: self.state_dir.clone(),
         };
         let identity = match (&self.control, &self.mesh_ca_dir) {
             (Some(url), _) => Some(identity(switchyard_gateway::pki::IdentitySource::Control {

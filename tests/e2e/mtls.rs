@@ -48,6 +48,7 @@ pub(crate) struct Mesh {
     listener_ca: TestCa,
     pub(crate) scratch: TempDir,
     control_args: Vec<String>,
+    gw_args: Vec<String>,
     _backend: EchoBackend,
 }
 
@@ -152,6 +153,7 @@ spec:
         .map(String::from)
         .to_vec();
         let mut gw = GatewayProcess::spawn(&bin(), &gw_args, &[]).unwrap();
+        let gw_args_kept = gw_args.clone();
         if let Err(e) = gw.wait_ready(WAIT).await {
             panic!(
                 "gateway not ready: {e}\n--- gateway ---\n{}\n--- control ---\n{}",
@@ -171,6 +173,7 @@ spec:
             listener_ca,
             scratch: tempfile::tempdir().unwrap(),
             control_args,
+            gw_args: gw_args_kept,
             _backend: backend,
         }
     }
@@ -180,6 +183,12 @@ spec:
         self.control.kill();
         tokio::time::sleep(down).await;
         self.control = ControlProcess::start(&bin(), &self.control_args, &[]).await;
+    }
+
+    /// Restarts the gateway with the same arguments (state dir) and waits until it is ready.
+    pub(crate) async fn restart_gateway(&mut self) {
+        self.gw.kill();
+        self.gw = GatewayProcess::start(&bin(), &self.gw_args).await;
     }
 
     pub(crate) fn ca_dir(&self) -> PathBuf {

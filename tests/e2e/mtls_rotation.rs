@@ -1,6 +1,7 @@
 //! Rotation end to end: gateway certificates renewing every few seconds and a CA root rotation
 //! under a bounded load through the east-west listener (zero failures), the gateway riding out
-//! a control-service outage on its current certificate, and the standalone `--mesh-ca-dir`
+//! a control-service outage (and its own restart meanwhile) on its current certificate, and
+//! the standalone `--mesh-ca-dir`
 //! identity.
 
 use std::collections::BTreeSet;
@@ -311,10 +312,12 @@ async fn a_gateway_rides_out_a_control_outage_and_a_restart_keeps_the_bundle() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Down for 7 s: the renewal at 6 s fails and is retried; the current certificate (valid
-    // 9 s) keeps serving meanwhile.
+    // 9 s) keeps serving meanwhile, also after a gateway restart (persisted generation and
+    // saved certificate).
     let outage = {
         let control_down = Instant::now();
         mesh.control.kill();
+        mesh.restart_gateway().await;
         let mut served = 0;
         while control_down.elapsed() < Duration::from_secs(7) {
             let r = mesh.ew_get(&bundle, Some((&cert, &key))).await;

@@ -43,6 +43,9 @@ pub struct IdentityOptions {
     pub source: IdentitySource,
     /// How often the trust bundle is re-read between renewals.
     pub bundle_refresh: Duration,
+    /// Where the last certificate is kept (a subscribed gateway's state dir), to serve after a
+    /// restart while the control service is down.
+    pub persist_dir: Option<PathBuf>,
 }
 
 impl IdentityOptions {
@@ -81,14 +84,14 @@ pub struct IdentityStatus {
 }
 
 /// One issuance: the leaf and key plus the bundle it came with.
-struct Material {
-    cert_der: Vec<u8>,
-    key: KeyPair,
-    serial: String,
-    not_after: SystemTime,
-    trust_domain: String,
-    bundle_version: u64,
-    bundle_pem: String,
+pub(crate) struct Material {
+    pub(crate) cert_der: Vec<u8>,
+    pub(crate) key: KeyPair,
+    pub(crate) serial: String,
+    pub(crate) not_after: SystemTime,
+    pub(crate) trust_domain: String,
+    pub(crate) bundle_version: u64,
+    pub(crate) bundle_pem: String,
 }
 
 pub struct MeshIdentity {
@@ -140,30 +143,36 @@ impl MeshIdentity {
             IdentitySource::Control { url, token } => Some(CaClient::new(url, token)),
             IdentitySource::LocalCa { .. } => None,
         };
-        let first = rt.block_on(async {
+        let (first, from_disk) = rt.block_on(async {
             let mut attempt = 0;
             loop {
                 match obtain(&opts, client.as_ref()).await {
-                    Ok(m) => return Ok(m),
-                    Err(e @ (PkiError::Control { .. } | PkiError::File { .. })) => {
-                        let delay = retry_delay(attempt, SystemTime::now(), SystemTime::now() + Duration::from_secs(60));
+                    Ok(m) => return Ok((m, false)),
+                    Err(e @ PkiError::Control { .. }) => {
+                        if attempt == 0 {
+                            if let Some(m) = saved_material(&opts) {
+                                warn!(error = %e, serial = %m.serial, "control service unreachable; serving the saved mesh certificate while renewing");
+                                return Ok((m, true));
+                            }
+                        }
+                        let delay = retry_delay(attempt, SystemTime::now(), SystemTime::now() + Duration::from_secs(3600));
                         attempt += 1;
                         warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "no mesh certificate yet");
-                        if matches!(opts.source, IdentitySource::LocalCa { .. }) {
-                            return Err(e);
-                        }
                         tokio::time::sleep(delay).await;
                     }
                     Err(e) => return Err(e),
                 }
             }
         })?;
+        if !from_disk {
+            save_material(&opts, &first);
+        }
         let identity = Arc::new(MeshIdentity::from_material(opts, client, first)?);
         info!(spiffe_id = %identity.spiffe_id, serial = %identity.leaf.load().serial, "mesh identity ready");
         let runner = identity.clone();
         std::thread::Builder::new()
             .name("switchyard-identity".into())
-            .spawn(move || rt.block_on(runner.run()))
+            .spawn(move || rt.block_on(runner.run(from_disk)))
             .map_err(|e| PkiError::Tls(format!("identity thread: {e}")))?;
         Ok(identity)
     }
@@ -318,6 +327,7 @@ impl MeshIdentity {
             )));
         }
         let (certified, leaf) = prepare(&m, &self.spiffe_id)?;
+        save_material(&self.opts, &m);
         // The bundle first: a peer may already present a leaf of a new root.
         self.install_bundle(m.bundle_version, &m.bundle_pem)?;
         info!(serial = %leaf.serial, not_after = %super::rfc3339(leaf.not_after), "mesh certificate renewed");
@@ -343,10 +353,13 @@ impl MeshIdentity {
         self.install_bundle(version, &pem)
     }
 
-    /// Renews and refreshes for the life of the process.
-    async fn run(self: Arc<Self>) {
+    /// Renews and refreshes for the life of the process; at once when started from a saved
+    /// certificate.
+    async fn run(self: Arc<Self>, renew_now: bool) {
         let mut attempt = 0u32;
-        let mut renew_at = {
+        let mut renew_at = if renew_now {
+            SystemTime::now()
+        } else {
             let l = self.leaf.load();
             renewal_time(l.issued_at, l.not_after)
         };
@@ -382,6 +395,31 @@ impl MeshIdentity {
                 }
                 bundle_at = SystemTime::now() + self.opts.bundle_refresh;
             }
+        }
+    }
+}
+
+/// The saved certificate of a subscribed gateway, if still valid and ours.
+fn saved_material(opts: &IdentityOptions) -> Option<Material> {
+    let dir = opts.persist_dir.as_ref()?;
+    match super::saved::load(dir) {
+        Ok(Some(m)) => {
+            let id = PeerIdentity::from_certificate(&m.cert_der)?;
+            let ours = gateway_spiffe_id(&id.trust_domain, &opts.zone, &opts.name);
+            (id.spiffe_id == ours).then_some(m)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, "cannot use the saved mesh certificate");
+            None
+        }
+    }
+}
+
+fn save_material(opts: &IdentityOptions, m: &Material) {
+    if let Some(dir) = &opts.persist_dir {
+        if let Err(e) = super::saved::save(dir, m) {
+            warn!(error = %e, "cannot save the mesh certificate");
         }
     }
 }
@@ -526,6 +564,7 @@ mod tests {
                 ttl: Duration::from_secs(3),
             },
             bundle_refresh: Duration::from_millis(200),
+            persist_dir: None,
         };
         let id = MeshIdentity::start(opts).unwrap();
         assert_eq!(id.spiffe_id(), "spiffe://t.local/zone/zone-a/gateway/gw-1");

@@ -10,6 +10,7 @@ mod castate;
 pub mod client;
 pub mod identity;
 pub mod names;
+mod saved;
 pub mod serve;
 pub mod verify;
 
