@@ -1,8 +1,7 @@
 //! Rotation end to end: gateway certificates renewing every few seconds and a CA root rotation
 //! under a bounded load through the east-west listener (zero failures), the gateway riding out
 //! a control-service outage (and its own restart meanwhile) on its current certificate, and
-//! the standalone `--mesh-ca-dir`
-//! identity.
+//! the standalone `--mesh-ca-dir` identity.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
