@@ -12,6 +12,7 @@ struct PortBuild {
     protocol: ListenerProtocol,
     listeners: Vec<ListenerConfig>,
     routes: RouteTableBuilder,
+    client_certificates: Option<crate::model::ClientCertificates>,
 }
 
 /// Builds the [`Generation`], reporting routes that attach to no listener.
@@ -42,6 +43,7 @@ pub(crate) fn compile(
                         routes: p.routes.build(),
                         client: security.client.remove(&key).unwrap_or_default(),
                         authz: security.authz.remove(&key).map(std::sync::Arc::new),
+                        client_certificates: p.client_certificates,
                     }
                 })
                 .collect(),
@@ -69,6 +71,7 @@ fn ports_of(g: &ValidGateway) -> BTreeMap<u16, PortBuild> {
             protocol: l.protocol,
             listeners: Vec::new(),
             routes: RouteTableBuilder::default(),
+            client_certificates: l.tls.as_ref().and_then(|t| t.client_certificates),
         });
         if port.protocol == l.protocol {
             port.listeners.push(ListenerConfig {

@@ -138,6 +138,25 @@ pub struct PortConfig {
     pub client: crate::security::ClientPolicy,
     /// The AuthorizationPolicies targeting the port; `None` when there are none.
     pub authz: Option<Arc<crate::security::PortAuthz>>,
+    /// Client certificates asked for on this HTTPS port (a mesh listener), from its
+    /// listeners' `tls.options`; `None` for plain TLS termination.
+    pub client_certificates: Option<ClientCertificates>,
+}
+
+impl PortConfig {
+    /// True when serving this port needs the gateway's mesh identity (east-west, mesh mTLS).
+    pub fn needs_mesh_identity(&self) -> bool {
+        self.protocol == ListenerProtocol::EastWest || self.client_certificates.is_some()
+    }
+}
+
+/// `tls.options["switchyard.dev/client-certificate"]` of an HTTPS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientCertificates {
+    /// Verified against the mesh trust bundle when presented.
+    Optional,
+    /// A verified client certificate is required.
+    Required,
 }
 
 /// A listener's protocol.
@@ -190,6 +209,8 @@ pub struct ListenerConfig {
 pub struct TlsConfig {
     /// The certificates, in `certificateRefs` order.
     pub certificates: Vec<CertificateFiles>,
+    /// `tls.options["switchyard.dev/client-certificate"]`.
+    pub client_certificates: Option<ClientCertificates>,
 }
 
 /// A TLSCertificate object: a certificate chain and key on disk.

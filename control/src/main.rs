@@ -1,11 +1,12 @@
 //! `switchyard`: one binary for every role. `control` runs the control service, `gateway` runs
 //! the data plane (standalone, watching route files itself, or subscribed to a control
 //! service), `status` and `rollback` operate a running control service, `validate` checks
-//! route files, `rollout` shifts a route's traffic by editing its weights in the files, and
-//! `demo` runs a local mesh with example backends. Each subcommand lives in its own module;
+//! route files, `rollout` shifts a route's traffic by editing its weights in the files,
+//! `cert` runs the mesh CA offline, and `demo` runs a local mesh with example backends. Each subcommand lives in its own module;
 //! this file only parses and dispatches.
 
 mod auth;
+mod cert;
 mod demo;
 mod operate;
 mod rollout;
@@ -71,6 +72,8 @@ enum Command {
     Rollout(rollout::RolloutArgs),
     /// Run a local mesh: example backends plus a gateway serving deploy/examples.
     Demo(demo::DemoArgs),
+    /// The mesh CA offline: init-ca, issue (gateway or workload certificates), rotate-ca.
+    Cert(cert::CertArgs),
 }
 
 #[derive(Args, Clone)]
@@ -126,6 +129,18 @@ pub struct ControlArgs {
     /// Seconds without a poll after which a gateway is stale (not targeted, not counted).
     #[arg(long, default_value_t = 30)]
     stale_after_s: u64,
+    /// The mesh trust domain (SPIFFE IDs spiffe://TD/..., DNS names gateway.ZONE.TD).
+    #[arg(long, default_value = switchyard_gateway::pki::DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
+    /// Lifetime of issued certificates: a duration (12h, 90s) or seconds.
+    #[arg(long, default_value = "12h", value_parser = cert::parse_duration_arg)]
+    cert_ttl: Duration,
+    /// Operator-supplied root certificate (PEM); default: a root generated in STATE/ca.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The key of --ca-cert (PEM).
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
 }
 
 impl ControlArgs {
@@ -151,6 +166,9 @@ impl ControlArgs {
             history: self.history,
             debounce: Duration::from_millis(self.debounce_ms),
             stale_after: Duration::from_secs(self.stale_after_s),
+            trust_domain: self.trust_domain.clone(),
+            cert_ttl: self.cert_ttl,
+            ca_files: self.ca_cert.clone().zip(self.ca_key.clone()),
         })
     }
 }
@@ -168,12 +186,22 @@ pub struct GatewayArgs {
     /// Control service URL (subscribed mode), e.g. http://127.0.0.1:9090.
     #[arg(long, requires_all = ["zone", "name", "state_dir"])]
     control: Option<String>,
-    /// This gateway's zone (subscribed mode).
+    /// This gateway's zone (subscribed mode, or with --mesh-ca-dir).
     #[arg(long)]
     zone: Option<String>,
-    /// This gateway instance's name (subscribed mode).
+    /// This gateway instance's name (subscribed mode, or with --mesh-ca-dir).
     #[arg(long)]
     name: Option<String>,
+    /// Standalone mesh identity: issue this gateway's certificates from a local CA dir (see
+    /// `switchyard cert init-ca`).
+    #[arg(long, conflicts_with = "control", requires_all = ["zone", "name"])]
+    mesh_ca_dir: Option<PathBuf>,
+    /// Lifetime of certificates issued from --mesh-ca-dir.
+    #[arg(long, default_value = "12h", value_parser = cert::parse_duration_arg)]
+    mesh_cert_ttl: Duration,
+    /// How often the mesh trust bundle is re-read between certificate renewals.
+    #[arg(long, default_value = "30s", value_parser = cert::parse_duration_arg)]
+    bundle_refresh: Duration,
     /// Where the last applied generation is persisted (subscribed mode).
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -200,6 +228,24 @@ pub struct GatewayArgs {
 
 impl GatewayArgs {
     fn options(&self) -> Result<switchyard_gateway::GatewayOptions> {
+        let identity = |source| switchyard_gateway::pki::IdentityOptions {
+            zone: self.zone.clone().unwrap_or_default(),
+            name: self.name.clone().unwrap_or_default(),
+            source,
+            bundle_refresh: self.bundle_refresh,
+            persist_dir: self.state_dir.clone(),
+        };
+        let identity = match (&self.control, &self.mesh_ca_dir) {
+            (Some(url), _) => Some(identity(switchyard_gateway::pki::IdentitySource::Control {
+                url: url.clone(),
+                token: auth::load(self.token_file.as_deref(), auth::GATEWAY_ENV, "gateway")?,
+            })),
+            (None, Some(dir)) => Some(identity(switchyard_gateway::pki::IdentitySource::LocalCa {
+                dir: dir.clone(),
+                ttl: self.mesh_cert_ttl,
+            })),
+            (None, None) => None,
+        };
         let source = match (&self.config_dir, &self.control) {
             (_, Some(control)) => {
                 switchyard_gateway::ConfigSource::Control(switchyard_gateway::SubscribeOptions {
@@ -226,6 +272,7 @@ impl GatewayArgs {
                     .unwrap_or(1)
             }),
             grace_period: Duration::from_secs(self.grace_period),
+            identity,
         })
     }
 }
@@ -288,5 +335,12 @@ fn main() -> Result<()> {
             init_logging();
             demo::run(args)
         }
+        Command::Cert(args) => match cert::run(args) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        },
     }
 }

@@ -1,6 +1,8 @@
 //! The admin listener: liveness (`/healthz`), readiness (`/ready`, once a generation is
-//! loaded), the generation in force (`/config`) and the resilience state of every backend and
-//! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests).
+//! loaded), the generation in force (`/config`), the resilience state of every backend and
+//! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests) and the mesh
+//! identity (`/identity`: SPIFFE ID, certificate serial and expiry, bundle version, last
+//! renewal error).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -12,16 +14,27 @@ use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::live::LiveConfig;
+use crate::pki::MeshIdentity;
 use crate::resilience::breaker::Limit;
 use crate::resilience::clock::now_ms;
 
 pub struct AdminApp {
     live: Arc<LiveConfig>,
+    identity: Option<Arc<MeshIdentity>>,
 }
 
 impl AdminApp {
     pub fn new(live: Arc<LiveConfig>) -> Self {
-        AdminApp { live }
+        AdminApp {
+            live,
+            identity: None,
+        }
+    }
+
+    /// Serves `/identity` for this mesh identity.
+    pub fn with_identity(mut self, identity: Option<Arc<MeshIdentity>>) -> Self {
+        self.identity = identity;
+        self
     }
 
     fn config_json(&self) -> serde_json::Value {
@@ -46,6 +59,7 @@ impl AdminApp {
             "ports": rt.ports().iter().map(|p| json!({
                 "port": p.port,
                 "https": p.https,
+                "east_west": p.east_west,
                 "rules": rt.port_config(p).routes.rule_count(),
             })).collect::<Vec<_>>(),
             "backends": rt.config.backends.len(),
@@ -119,6 +133,17 @@ impl ServeHttp for AdminApp {
                 let body = serde_json::to_vec_pretty(&self.config_json()).unwrap_or_default();
                 reply(StatusCode::OK, "application/json", body)
             }
+            "/identity" => match &self.identity {
+                Some(id) => {
+                    let body = serde_json::to_vec_pretty(&id.status()).unwrap_or_default();
+                    reply(StatusCode::OK, "application/json", body)
+                }
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    b"no mesh identity\n".to_vec(),
+                ),
+            },
             "/backends" => {
                 let body = serde_json::to_vec_pretty(&self.backends_json()).unwrap_or_default();
                 reply(StatusCode::OK, "application/json", body)

@@ -53,6 +53,12 @@ impl Gateway {
             mesh: None,
         }
     }
+
+    /// Gives the gateway its mesh identity, for east-west failover.
+    pub fn with_mesh(mut self, mesh: Option<Arc<MeshIdentity>>) -> Self {
+        self.mesh = mesh;
+        self
+    }
 }
 
 /// Per-request state.
@@ -425,10 +431,11 @@ impl ProxyHttp for Gateway {
             .and_then(|k| request::hash_key(k, &session.req_header().headers, client_ip(session)));
         let previous = ctx.endpoint.map(|i| (ctx.tier, i));
         let picked = if ctx.east_west_in {
-            // Served from this zone only: a request crosses at most one zone boundary.
+            // Served from this zone's endpoints in rotation only (no panic mode: the source
+            // gateway has other zones to try): a request crosses at most one zone boundary.
             backend
                 .balancer
-                .pick_available(key.as_deref(), ctx.endpoint)
+                .pick_in_rotation(key.as_deref(), ctx.endpoint, false)
                 .map(|i| (Tier::Local, i))
         } else {
             locality::choose(backend, key.as_deref(), previous, ctx.failed_tiers)

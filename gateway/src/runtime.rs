@@ -129,7 +129,10 @@ impl Runtime {
         for (index, p) in gw.ports.iter().enumerate() {
             ports.push(PortRuntime {
                 port: p.port,
-                https: matches!(p.protocol, ListenerProtocol::Https),
+                https: matches!(
+                    p.protocol,
+                    ListenerProtocol::Https | ListenerProtocol::EastWest
+                ),
                 east_west: p.protocol == ListenerProtocol::EastWest,
                 index,
                 certificates: port_certificates(p)?,
@@ -186,6 +189,11 @@ impl Runtime {
 
     pub fn ports(&self) -> &[PortRuntime] {
         &self.ports
+    }
+
+    /// Whether some backend may fail over to another zone's east-west listener.
+    pub fn dials_east_west(&self) -> bool {
+        self.backends.values().any(|b| !b.remote.is_empty())
     }
 
     /// A backend by namespace and name.

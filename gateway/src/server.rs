@@ -56,6 +56,9 @@ pub struct GatewayOptions {
     pub threads: usize,
     /// How long SIGTERM waits for in-flight requests before closing.
     pub grace_period: Duration,
+    /// Where the mesh identity's certificates come from (control service or local CA dir);
+    /// started when the Gateway has an EastWest or mesh listener.
+    pub identity: Option<crate::pki::IdentityOptions>,
 }
 
 #[derive(Debug, Error)]
@@ -75,6 +78,8 @@ pub enum ServeError {
     Subscribe(#[from] SubscribeError),
     #[error("cannot start the subscription runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("mesh identity: {0}")]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 /// Runs the gateway; returns only when startup fails (serving ends the process).
@@ -110,12 +115,14 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     let mut server_options = HttpServerOptions::default();
     server_options.h2c = true;
     // Every accepted stream runs under its port's request-header deadline (sanitize::deadline).
-    let mut http = pingora::proxy::http_proxy(&conf, Gateway::new(live.clone()));
+    let runtime = live.current();
+    let identity = crate::pki::serve::start_if_needed(opts.identity.as_ref(), &runtime)?;
+    let gateway = Gateway::new(live.clone()).with_mesh(identity.clone());
+    let mut http = pingora::proxy::http_proxy(&conf, gateway);
     http.server_options = Some(server_options);
     let app = crate::sanitize::deadline::HeaderDeadline::new(http, live.clone());
     let mut proxy = Service::new("switchyard-gateway".to_string(), app);
 
-    let runtime = live.current();
     let address = runtime.gateway().address;
     let mut egress = crate::egress::EgressListeners::new(&conf, live.clone());
     for port in runtime.ports() {
@@ -125,7 +132,12 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
             info!(%addr, %protocol, "egress listening");
             continue;
         }
-        if port.https {
+        let mesh =
+            crate::pki::serve::mesh_tls(identity.as_ref(), runtime.port_config(port), &live)?;
+        if let Some(tls) = mesh {
+            let buffers = L4BufferSettings::new(TLS_READ_BUFFER, DEFAULT_L4_WRITE_BUFFER_SIZE);
+            proxy.add_listener(ListenerConfig::tcp(&addr).tls(tls).l4_buffer(buffers));
+        } else if port.https {
             let mut tls = TlsSettings::intermediate("", "").map_err(|e| ServeError::Listener {
                 addr: addr.clone(),
                 reason: e.to_string(),
@@ -141,11 +153,12 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
             let buffers = L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE);
             proxy.add_listener(ListenerConfig::tcp(&addr).l4_buffer(buffers));
         }
-        info!(%addr, https = port.https, "listening");
+        info!(%addr, https = port.https, east_west = port.east_west, "listening");
     }
     drop(runtime);
 
-    let mut admin = Service::new("switchyard-admin".to_string(), AdminApp::new(live.clone()));
+    let admin_app = AdminApp::new(live.clone()).with_identity(identity.clone());
+    let mut admin = Service::new("switchyard-admin".to_string(), admin_app);
     admin.threads = Some(1);
     admin.add_tcp(&opts.admin.to_string());
     info!(addr = %opts.admin, "admin listening");

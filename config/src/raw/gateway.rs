@@ -37,8 +37,9 @@ pub(crate) struct ListenerTls {
     pub mode: TlsMode,
     #[serde(default)]
     pub certificate_refs: Vec<CertificateRef>,
-    #[serde(rename = "options", default)]
-    pub _options: Option<IgnoredAny>,
+    /// Implementation-specific options; Switchyard reads the `switchyard.dev/` keys.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// TLS mode; only `Terminate` is supported.

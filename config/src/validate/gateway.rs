@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{known_names, Object};
+use super::{known_names, mesh, Object};
 use crate::model::{CertificateFiles, ListenerProtocol, ObjRef, TlsConfig};
 use crate::raw::gateway::{FromNamespaces, GatewaySpec, Listener, TlsMode};
 use crate::report::Reporter;
@@ -89,6 +89,7 @@ fn gateway(
     let mut ports: HashMap<u16, (ListenerProtocol, &str)> = HashMap::new();
     let mut hosts: HashMap<(u16, Option<&str>), &str> = HashMap::new();
     let mut listeners = Vec::with_capacity(obj.spec.listeners.len());
+    let mut mesh_listeners = mesh::MeshListeners::default();
     for (i, raw) in obj.spec.listeners.iter().enumerate() {
         let field = format!("spec.listeners[{i}]");
         if let Some(first) = names.insert(&raw.name, i) {
@@ -104,6 +105,11 @@ fn gateway(
         let Some(listener) = listener(raw, &field, obj, certificates, rep) else {
             continue;
         };
+        if listener.protocol == ListenerProtocol::EastWest {
+            mesh::east_west(raw, &field, obj, obj.meta.labels.get(ZONE_LABEL), rep);
+        }
+        let client_certificates = listener.tls.as_ref().and_then(|t| t.client_certificates);
+        mesh_listeners.check(i, raw, client_certificates, obj, rep);
         if let Some((protocol, first)) = ports.get(&raw.port) {
             if *protocol != listener.protocol {
                 rep.error(
@@ -170,11 +176,15 @@ fn listener(
         "HTTPS" => ListenerProtocol::Https,
         "switchyard.dev/Egress" => ListenerProtocol::Egress,
         "switchyard.dev/EgressConnect" => ListenerProtocol::EgressConnect,
+        mesh::EAST_WEST => ListenerProtocol::EastWest,
         other => {
             rep.error(
                 site,
                 format!("{field}.protocol"),
-                format!("unsupported protocol {other:?} (supported: HTTP, HTTPS, switchyard.dev/Egress, switchyard.dev/EgressConnect)"),
+                format!(
+                    "unsupported protocol {other:?} (supported: HTTP, HTTPS, {}, switchyard.dev/Egress, switchyard.dev/EgressConnect)",
+                    mesh::EAST_WEST
+                ),
             );
             return None;
         }
@@ -202,8 +212,9 @@ fn listener(
     let tls = match (protocol, &raw.tls) {
         // Validated by `egress::listener` above.
         (ListenerProtocol::Egress | ListenerProtocol::EgressConnect, _) => None,
-        (ListenerProtocol::Http | ListenerProtocol::EastWest, None) => None,
-        (ListenerProtocol::EastWest, Some(_)) => None,
+        // Checked by mesh::east_west.
+        (ListenerProtocol::EastWest, _) => None,
+        (ListenerProtocol::Http, None) => None,
         (ListenerProtocol::Http, Some(_)) => {
             rep.error(
                 site,
@@ -265,6 +276,7 @@ fn listener(
             }
             Some(TlsConfig {
                 certificates: certs,
+                client_certificates: mesh::client_certificates(&tls.options, field, obj, rep),
             })
         }
     };

@@ -10,6 +10,7 @@ mod egress;
 mod filter;
 mod gateway;
 mod matches;
+mod mesh;
 mod resilience;
 mod route;
 mod security;

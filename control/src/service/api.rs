@@ -1,7 +1,8 @@
 //! The control API over HTTP/1.1 (hyper). Every path but `/healthz` needs a bearer token:
-//! gateways use theirs for `/v1/watch` and `/v1/ack`; operators use theirs for `/v1/status`,
-//! `/v1/rollback` and `/metrics`. A missing or wrong token, or the other role's token, gets the
-//! same 401, so it reveals nothing, not even which paths exist.
+//! gateways use theirs for `/v1/watch`, `/v1/ack`, `/v1/certs` and `/v1/bundle`; operators use
+//! theirs for `/v1/status`, `/v1/rollback`, `/v1/ca/rotate` and `/metrics`. A missing or wrong
+//! token, or the other role's token, gets the same 401, so it reveals nothing, not even which
+//! paths exist.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use switchyard_gateway::protocol::{
 };
 use tracing::{debug, warn};
 
+use super::certs::Answer;
 use super::fleet::Reply;
 use super::publish::{self, PublishError, RollbackTarget};
 use super::Control;
 use crate::auth;
+use switchyard_gateway::pki::client::{BUNDLE_PATH, CERTS_PATH, ROTATE_PATH};
 
 /// Request bodies (acks, rollback) larger than this are refused.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -80,6 +83,13 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     reply(status, "application/json", body)
 }
 
+fn answer((status, body): Answer) -> Response<Body> {
+    match body {
+        Ok(v) => json(status, &v),
+        Err(e) => text(status, e),
+    }
+}
+
 fn unauthorized() -> Response<Body> {
     let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized");
     r.headers_mut().insert(
@@ -128,6 +138,12 @@ async fn route(ctl: &Arc<Control>, req: Request<Incoming>) -> Response<Body> {
     match (role, &method, path.as_str()) {
         (Role::Gateway, &Method::GET, WATCH_PATH) => watch(ctl, req.uri().query()).await,
         (Role::Gateway, &Method::POST, ACK_PATH) => ack(ctl, req).await,
+        (Role::Gateway, &Method::POST, CERTS_PATH) => match read_body(req).await {
+            Ok(body) => answer(ctl.ca.issue(&body)),
+            Err(r) => r,
+        },
+        (Role::Gateway, &Method::GET, BUNDLE_PATH) => answer(ctl.ca.bundle()),
+        (Role::Operator, &Method::POST, ROTATE_PATH) => answer(ctl.ca.rotate()),
         (Role::Operator, &Method::GET, "/v1/status") => json(StatusCode::OK, &ctl.status()),
         (Role::Operator, &Method::POST, "/v1/rollback") => rollback(ctl, req).await,
         (Role::Operator, &Method::GET, "/metrics") => reply(
@@ -137,9 +153,12 @@ async fn route(ctl: &Arc<Control>, req: Request<Incoming>) -> Response<Body> {
         ),
         // The other role's token: the same 401, so a caller learns nothing about what its
         // token is good for.
-        (_, _, WATCH_PATH | ACK_PATH | "/v1/status" | "/v1/rollback" | "/metrics") => {
-            unauthorized()
-        }
+        (
+            _,
+            _,
+            WATCH_PATH | ACK_PATH | CERTS_PATH | BUNDLE_PATH | ROTATE_PATH | "/v1/status"
+            | "/v1/rollback" | "/metrics",
+        ) => unauthorized(),
         _ => text(
             StatusCode::NOT_FOUND,
             format!("no such endpoint: {method} {path}"),

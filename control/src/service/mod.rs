@@ -5,11 +5,14 @@
 //! - `fleet`: which gateway runs what, and the two-phase (fleet- or zone-atomic) commit.
 //! - `api`: the authenticated HTTP API (watch/ack for gateways; status, rollback, metrics).
 //! - `metrics`: the Prometheus registry.
+//! - `certs`: the mesh CA behind `/v1/certs`, `/v1/bundle` and `/v1/ca/rotate` (kept in
+//!   STATE/ca, or an operator-supplied root).
 //!
 //! Locks are std mutexes held for short, synchronous sections only, never across an await;
 //! `loader` serializes whole publications so numbers are assigned in order.
 
 pub mod api;
+pub mod certs;
 pub mod fleet;
 mod metrics;
 pub mod publish;
@@ -44,6 +47,11 @@ pub struct ControlOptions {
     pub history: usize,
     pub debounce: Duration,
     pub stale_after: Duration,
+    pub trust_domain: String,
+    /// Lifetime of issued certificates.
+    pub cert_ttl: Duration,
+    /// Operator-supplied root (certificate, key).
+    pub ca_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// The last rejected set.
@@ -86,6 +94,7 @@ pub struct Control {
     loader: Mutex<Loader>,
     operator_token: String,
     gateway_token: String,
+    pub ca: certs::CaService,
 }
 
 impl Control {
@@ -186,6 +195,17 @@ impl Control {
 pub fn run(opts: ControlOptions) -> Result<()> {
     let store = Store::open(&opts.state_dir, opts.history)
         .with_context(|| format!("state dir {}", opts.state_dir.display()))?;
+    let ca_dir = opts.state_dir.join("ca");
+    let ca = switchyard_gateway::pki::Ca::open_for_control(
+        &ca_dir,
+        &opts.trust_domain,
+        opts.ca_files
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
+        certs::CaService::overlap(opts.cert_ttl),
+    )
+    .with_context(|| format!("mesh CA in {}", ca_dir.display()))?;
+    info!(dir = %ca_dir.display(), trust_domain = %opts.trust_domain, bundle_version = ca.version(), "mesh CA ready");
     let (changed, _) = tokio::sync::watch::channel(0u64);
     let ctl = Arc::new(Control {
         config_dir: opts.config_dir.clone(),
@@ -202,6 +222,7 @@ pub fn run(opts: ControlOptions) -> Result<()> {
         loader: Mutex::new(Loader::default()),
         operator_token: opts.operator_token.clone(),
         gateway_token: opts.gateway_token.clone(),
+        ca: certs::CaService::new(ca, opts.cert_ttl),
     });
     publish::startup(&ctl);
     let on_change = ctl.clone();

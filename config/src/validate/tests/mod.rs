@@ -4,6 +4,7 @@ mod backend_policy;
 mod compile;
 mod egress;
 mod locality;
+mod mesh;
 mod objects;
 mod routes;
 mod security;

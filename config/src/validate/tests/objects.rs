@@ -77,7 +77,7 @@ spec:
             e("missing", 0, "5].tls.certificateRefs[0].name", "unknown TLSCertificate \"missing\" (known: wildcard)"),
             e("Passthrough", 0, "6].tls.mode", "unsupported TLS mode Passthrough (supported: Terminate)"),
             e("Secret", 0, "6].tls.certificateRefs[0].kind", "unsupported certificate reference /Secret (use group switchyard.dev, kind TLSCertificate)"),
-            e("UDP", 0, "7].protocol", "unsupported protocol \"UDP\" (supported: HTTP, HTTPS, switchyard.dev/Egress, switchyard.dev/EgressConnect)"),
+            e("UDP", 0, "7].protocol", "unsupported protocol \"UDP\" (supported: HTTP, HTTPS, switchyard.dev/EastWest, switchyard.dev/Egress, switchyard.dev/EgressConnect)"),
             e("Bad.Example", 0, "8].hostname", "invalid hostname \"Bad.Example.com\": only lowercase letters, digits, '-' and '.' are allowed"),
             e("certificateRefs: []", 0, "8].tls", "tls is only allowed on HTTPS listeners"),
             e("Selector", 0, "9].allowedRoutes.namespaces.from", "unsupported namespaces.from Selector (supported: Same, All)"),
