@@ -21,6 +21,7 @@ pub fn inbound_backend(
     runtime: &Runtime,
     req: &RequestHeader,
 ) -> Result<Arc<BackendRuntime>, Reason> {
+    // Without a backend name (`namespace/name`) this is not a request from a gateway.
     let named = req
         .headers
         .get(BACKEND_HEADER)
@@ -28,7 +29,7 @@ pub fn inbound_backend(
         .and_then(|v| v.split_once('/'))
         .map(|(ns, name)| ObjRef::new(ns, name));
     let Some(id) = named else {
-        return Err(Reason::NoBackend);
+        return Err(Reason::BadRequest);
     };
     let backend = runtime.backend_by_id(&id).ok_or(Reason::NoBackend)?;
     if backend.balancer.is_empty() {

@@ -49,6 +49,16 @@ pub fn backend_ref(name: &str, weight: u32) -> String {
     format!("{{group: switchyard.dev, kind: Backend, name: {name}, weight: {weight}}}")
 }
 
+/// Waits (at most 10 s) until `addr` accepts connections: the admin listener that answers
+/// `/ready` is a service of its own and may be up a moment before the proxy's listeners.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A running gateway over a config dir.
 pub struct Harness {
     pub dir: ConfigDir,
@@ -86,11 +96,9 @@ impl Harness {
         .map(|s| s.to_string())
         .collect();
         let gw = GatewayProcess::start(&bin(), &args).await;
-        Harness {
-            dir,
-            gw,
-            http: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
+        let http = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_listening(http).await;
+        Harness { dir, gw, http }
     }
 
     /// Waits until the gateway's last rejection mentions `needle` (bounded); returns /config.

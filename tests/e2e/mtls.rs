@@ -13,12 +13,15 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard_gateway::identity::PeerIdentity;
 use switchyard_testkit::{
-    free_port, mtls_config, mtls_get, plaintext_get, ConfigDir, ControlProcess, EchoBackend,
-    GatewayProcess, MtlsFailure, MtlsReply, TestCa, TokenFiles,
+    free_port, mtls_config, mtls_get, mtls_get_with, plaintext_get, ConfigDir, ControlProcess,
+    EchoBackend, GatewayProcess, MtlsFailure, MtlsReply, TestCa, TokenFiles,
 };
 use tempfile::TempDir;
 
 use crate::common::{backend_yaml, bin};
+
+/// East-west requests name the Backend the source gateway chose (see gateway/src/eastwest.rs).
+pub const EW_BACKEND: &[(&str, &str)] = &[("x-switchyard-backend", "default/local")];
 
 pub(crate) const OPERATOR_TOKEN: &str = "op-secret";
 pub(crate) const GATEWAY_TOKEN: &str = "gw-secret";
@@ -256,7 +259,7 @@ spec:
         identity: Option<(&str, &str)>,
     ) -> Result<MtlsReply, MtlsFailure> {
         let config = Arc::new(mtls_config(roots, identity).unwrap());
-        mtls_get(self.ew, &ew_sni(), config, HOST, "/ew").await
+        mtls_get_with(self.ew, &ew_sni(), config, HOST, "/ew", EW_BACKEND).await
     }
 }
 

@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 use rustls::ClientConfig;
 use serde_json::{json, Value};
 use switchyard_testkit::{
-    free_port, mtls_config, mtls_get, ConfigDir, ControlProcess, EchoBackend, GatewayProcess,
+    free_port, mtls_config, mtls_get_with, ConfigDir, ControlProcess, EchoBackend, GatewayProcess,
 };
 
 use crate::common::{backend_yaml, bin};
-use crate::mtls::{ew_sni, Mesh, GATEWAY_TOKEN, HOST, NAME, OPERATOR_TOKEN, TD, WAIT, ZONE};
+
+use crate::mtls::{
+    ew_sni, Mesh, EW_BACKEND, GATEWAY_TOKEN, HOST, NAME, OPERATOR_TOKEN, TD, WAIT, ZONE,
+};
 
 /// What the load client presents and trusts, refreshed from the control service like a
 /// gateway of zone-b would (`/v1/certs` with a fresh key, `/v1/bundle`).
@@ -63,7 +66,7 @@ async fn certificates_and_the_root_rotate_under_load_without_failures() {
     let ready_by = Instant::now() + WAIT;
     loop {
         let c = config.lock().unwrap().clone();
-        match mtls_get(mesh.ew, &ew_sni(), c, HOST, "/warmup").await {
+        match mtls_get_with(mesh.ew, &ew_sni(), c, HOST, "/warmup", EW_BACKEND).await {
             Ok(r) if r.status == 200 => break,
             other if Instant::now() > ready_by => {
                 panic!("east-west not serving: {other:?}\n{}", mesh.logs())
@@ -91,7 +94,7 @@ async fn certificates_and_the_root_rotate_under_load_without_failures() {
             let (mut ok, mut failures, mut served) = (0u64, Vec::new(), BTreeSet::new());
             while Instant::now() < deadline {
                 let c = config.lock().unwrap().clone();
-                match mtls_get(mesh.ew, &ew_sni(), c, HOST, "/load").await {
+                match mtls_get_with(mesh.ew, &ew_sni(), c, HOST, "/load", EW_BACKEND).await {
                     Ok(r) if r.status == 200 => {
                         ok += 1;
                         served.insert(r.server_cert);
@@ -283,7 +286,7 @@ spec:
         std::fs::read_to_string(key).unwrap(),
     );
     let config = Arc::new(mtls_config(&roots, Some((&cert, &key))).unwrap());
-    let reply = mtls_get(ew, &ew_sni(), config, HOST, "/")
+    let reply = mtls_get_with(ew, &ew_sni(), config, HOST, "/", EW_BACKEND)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", gw.logs()));
     assert_eq!(reply.status, 200, "{}", reply.text);
