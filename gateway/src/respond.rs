@@ -145,6 +145,17 @@ pub async fn local_reply(
         Some(r) => Bytes::from(format!("{status} {}\n", r.as_str())),
         None => Bytes::new(),
     };
+    reply_with_body(session, status, reason, headers, body).await
+}
+
+/// [`local_reply`] with a body of the caller's (a sentence saying why).
+pub async fn reply_with_body(
+    session: &mut Session,
+    status: u16,
+    reason: Option<Reason>,
+    headers: &[(&'static str, &str)],
+    body: Bytes,
+) -> Result<()> {
     let mut h = ResponseHeader::build(status, Some(4))?;
     h.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
     h.insert_header(CONTENT_LENGTH, body.len())?;

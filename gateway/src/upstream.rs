@@ -24,19 +24,8 @@ pub fn prepare_peer(address: SocketAddr, policy: &BackendPolicy) -> Result<HttpP
         _ => (false, String::new()),
     };
     let mut peer = HttpPeer::new(address, tls, sni);
+    set_timeouts(&mut peer, policy);
     let o = &mut peer.options;
-    o.connection_timeout = Some(policy.connect_timeout);
-    o.total_connection_timeout = Some(policy.connect_timeout * 2);
-    o.read_timeout = policy.read_timeout;
-    o.write_timeout = policy.write_timeout;
-    o.idle_timeout = Some(policy.idle_timeout);
-    o.tcp_keepalive = Some(pingora::protocols::TcpKeepalive {
-        idle: TCP_KEEPALIVE_IDLE,
-        interval: Duration::from_secs(10),
-        count: 3,
-        #[cfg(target_os = "linux")]
-        user_timeout: Duration::from_secs(0),
-    });
     match &policy.protocol {
         UpstreamProtocol::Http1 => o.alpn = ALPN::H1,
         UpstreamProtocol::H2c => {
@@ -68,14 +57,27 @@ pub fn prepare_peer(address: SocketAddr, policy: &BackendPolicy) -> Result<HttpP
 /// certificate, trust bundle and SNI are set per attempt, because they rotate.
 pub fn east_west_peer(address: SocketAddr, policy: &BackendPolicy) -> HttpPeer {
     let mut peer = HttpPeer::new(address, true, String::new());
+    set_timeouts(&mut peer, policy);
+    let o = &mut peer.options;
+    o.alpn = ALPN::H1;
+    o.verify_cert = true;
+    o.verify_hostname = true;
+    peer
+}
+
+/// The policy's connect, read, write and idle timeouts, plus TCP keepalive probes.
+fn set_timeouts(peer: &mut HttpPeer, policy: &BackendPolicy) {
     let o = &mut peer.options;
     o.connection_timeout = Some(policy.connect_timeout);
     o.total_connection_timeout = Some(policy.connect_timeout * 2);
     o.read_timeout = policy.read_timeout;
     o.write_timeout = policy.write_timeout;
     o.idle_timeout = Some(policy.idle_timeout);
-    o.alpn = ALPN::H1;
-    o.verify_cert = true;
-    o.verify_hostname = true;
-    peer
+    o.tcp_keepalive = Some(pingora::protocols::TcpKeepalive {
+        idle: TCP_KEEPALIVE_IDLE,
+        interval: Duration::from_secs(10),
+        count: 3,
+        #[cfg(target_os = "linux")]
+        user_timeout: Duration::from_secs(0),
+    });
 }

@@ -4,17 +4,9 @@
 
 use serde::Deserialize;
 
-/// `spec.targetRefs[]` of both kinds: a Gateway, or one of its listeners by `sectionName`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct GatewayTargetRef {
-    pub group: Option<String>,
-    pub kind: String,
-    pub name: String,
-    /// Accepted only when it is the policy's own namespace.
-    pub namespace: Option<String>,
-    pub section_name: Option<String>,
-}
+/// `spec.targetRefs[]` of both kinds: a Gateway, or one of its listeners by `sectionName`
+/// (the same shape as a TrafficPolicy's targetRef).
+pub(crate) use super::switchyard::SectionTargetRef as GatewayTargetRef;
 
 /// `ClientTrafficPolicy.spec`.
 #[derive(Debug, Deserialize)]

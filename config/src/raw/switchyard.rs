@@ -245,9 +245,13 @@ pub(crate) struct TrafficPolicySpec {
 }
 
 /// `TrafficPolicy.spec.targetRefs[]`: an HTTPRoute, or one of its rules by `sectionName`.
+pub(crate) type TrafficTargetRef = SectionTargetRef;
+
+/// A policy's targetRef that may name a section of its target (a rule of an HTTPRoute, a
+/// listener of a Gateway) by `sectionName`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct TrafficTargetRef {
+pub(crate) struct SectionTargetRef {
     pub group: Option<String>,
     pub kind: String,
     pub name: String,

@@ -175,18 +175,7 @@ impl EgressHttp {
 /// A local reply whose body says why, closing nothing.
 async fn reply(session: &mut Session, reason: Reason, detail: &str) -> Result<()> {
     let body = Bytes::from(format!("{detail}\n"));
-    let mut h = ResponseHeader::build(reason.status(), Some(4))?;
-    h.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    h.insert_header(CONTENT_LENGTH, body.len())?;
-    h.insert_header(REASON_HEADER, reason.as_str())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(h), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+    crate::respond::reply_with_body(session, reason.status(), Some(reason), &[], body).await
 }
 
 #[async_trait]
