@@ -188,3 +188,93 @@ async fn the_control_service_runs_the_deployments_args_with_the_secret_and_the_c
         "/metrics:\n{metrics}"
     );
 }
+
+/// Lays out `files` the way the kubelet mounts a ConfigMap: the files in a timestamped hidden
+/// directory, `..data` pointing at it, and one symlink per key through `..data`.
+fn configmap_version(mount: &Path, version: &str, files: &[(String, String)]) {
+    let dir = mount.join(format!("..{version}"));
+    std::fs::create_dir(&dir).expect("a version dir");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write a key");
+    }
+    // The kubelet's swap: a new `..data` link renamed over the old one.
+    let tmp = mount.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("link ..data_tmp");
+    std::fs::rename(&tmp, mount.join("..data")).expect("rename over ..data");
+    for (name, _) in files {
+        let link = mount.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).expect("link a key");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_update_swapped_in_by_symlink_is_published() {
+    let (_, docs) = k8s::manifests();
+    let set = k8s::route_set(&docs);
+    let files: Vec<(String, String)> = switchyard_config::read_dir(&set.dir)
+        .expect("read the ConfigMap's files")
+        .into_iter()
+        .map(|f| {
+            (
+                f.path
+                    .file_name()
+                    .expect("a name")
+                    .to_string_lossy()
+                    .into_owned(),
+                f.contents,
+            )
+        })
+        .collect();
+    let mount = tempfile::tempdir().expect("a mount dir");
+    configmap_version(mount.path(), "2026_11_21_00_00_00.1", &files);
+    let state = tempfile::tempdir().expect("a state dir");
+    let args: Vec<String> = [
+        "control".to_string(),
+        format!("--config-dir={}", mount.path().display()),
+        format!("--state-dir={}", state.path().display()),
+        format!("--listen=127.0.0.1:{}", free_port()),
+    ]
+    .into();
+    let env = [
+        ("SWITCHYARD_TOKEN", "op-token"),
+        ("SWITCHYARD_GATEWAY_TOKEN", "gw-token"),
+    ];
+    let control = ControlProcess::start(bin(), &args, &env).await;
+    let first = control
+        .wait_status(
+            "the mounted routes published",
+            Duration::from_secs(20),
+            |s| s["generation"].as_u64().is_some(),
+            || control.logs(),
+        )
+        .await["generation"]
+        .as_u64()
+        .expect("a generation");
+
+    let edited: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.replace("weight: 90", "weight: 80")
+                    .replace("weight: 10", "weight: 20"),
+            )
+        })
+        .collect();
+    assert_ne!(
+        edited, files,
+        "the ConfigMap's canary weights 90/10 are what this test edits"
+    );
+    configmap_version(mount.path(), "2026_11_21_00_01_00.2", &edited);
+    let status = control
+        .wait_status(
+            "the swapped-in ConfigMap published",
+            Duration::from_secs(20),
+            |s| s["generation"].as_u64().is_some_and(|g| g > first),
+            || control.logs(),
+        )
+        .await;
+    assert!(status["last_rejection"].is_null(), "{status:#}");
+}
