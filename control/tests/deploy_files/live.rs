@@ -189,15 +189,27 @@ async fn the_control_service_runs_the_deployments_args_with_the_secret_and_the_c
     );
 }
 
-/// Lays out `files` the way the kubelet mounts a ConfigMap: the files in a timestamped hidden
-/// directory, `..data` pointing at it, and one symlink per key through `..data`.
-fn configmap_version(mount: &Path, version: &str, files: &[(String, String)]) {
+/// Writes one version of a ConfigMap the way the kubelet does: the files in a timestamped
+/// hidden directory (which the loader skips until `..data` points at it), modified `age` ago
+/// (the kubelet writes each version when it syncs it).
+fn write_version(mount: &Path, version: &str, files: &[(String, String)], age: Duration) {
     let dir = mount.join(format!("..{version}"));
     std::fs::create_dir(&dir).expect("a version dir");
     for (name, text) in files {
-        std::fs::write(dir.join(name), text).expect("write a key");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write a key");
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open a key");
+        file.set_modified(std::time::SystemTime::now() - age)
+            .expect("set its mtime");
     }
-    // The kubelet's swap: a new `..data` link renamed over the old one.
+}
+
+/// The kubelet's swap: a new `..data` link renamed over the old one, and one symlink per key
+/// through `..data` (created once).
+fn swap_to(mount: &Path, version: &str, files: &[(String, String)]) {
     let tmp = mount.join("..data_tmp");
     std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("link ..data_tmp");
     std::fs::rename(&tmp, mount.join("..data")).expect("rename over ..data");
@@ -227,8 +239,37 @@ async fn a_configmap_update_swapped_in_by_symlink_is_published() {
             )
         })
         .collect();
+    let edited: Vec<(String, String)> = files
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.replace("weight: 90", "weight: 80")
+                    .replace("weight: 10", "weight: 20"),
+            )
+        })
+        .collect();
+    assert_ne!(
+        edited, files,
+        "the ConfigMap's canary weights 90/10 are what this test edits"
+    );
+    // Both versions are on disk before the control service starts, so that the only event
+    // of the update is the swap itself (the kubelet writes the new version just before it,
+    // and a watch on a brand-new directory may miss those writes).
     let mount = tempfile::tempdir().expect("a mount dir");
-    configmap_version(mount.path(), "2026_11_21_00_00_00.1", &files);
+    write_version(
+        mount.path(),
+        "2026_11_21_00_00_00.1",
+        &files,
+        Duration::from_secs(60),
+    );
+    write_version(
+        mount.path(),
+        "2026_11_21_00_01_00.2",
+        &edited,
+        Duration::ZERO,
+    );
+    swap_to(mount.path(), "2026_11_21_00_00_00.1", &files);
     let state = tempfile::tempdir().expect("a state dir");
     let args: Vec<String> = [
         "control".to_string(),
@@ -253,25 +294,11 @@ async fn a_configmap_update_swapped_in_by_symlink_is_published() {
         .as_u64()
         .expect("a generation");
 
-    let edited: Vec<(String, String)> = files
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.replace("weight: 90", "weight: 80")
-                    .replace("weight: 10", "weight: 20"),
-            )
-        })
-        .collect();
-    assert_ne!(
-        edited, files,
-        "the ConfigMap's canary weights 90/10 are what this test edits"
-    );
-    configmap_version(mount.path(), "2026_11_21_00_01_00.2", &edited);
+    swap_to(mount.path(), "2026_11_21_00_01_00.2", &edited);
     let status = control
         .wait_status(
             "the swapped-in ConfigMap published",
-            Duration::from_secs(20),
+            Duration::from_secs(10),
             |s| s["generation"].as_u64().is_some_and(|g| g > first),
             || control.logs(),
         )
