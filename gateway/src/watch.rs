@@ -254,8 +254,17 @@ fn is_change(event: &notify::Event) -> bool {
     }
 }
 
-/// Route files and directories (a removed directory may have held route files).
+/// Route files and directories (a removed directory may have held route files), and the
+/// kubelet's ConfigMap links and directories (`..data`, `..data_tmp`, `..2026_11_21_...`):
+/// a ConfigMap update is one rename of `..data`, whose name has an "extension".
 fn is_route_file(path: &Path) -> bool {
+    if path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".."))
+    {
+        return true;
+    }
     match path.extension().and_then(|e| e.to_str()) {
         Some("yaml") | Some("yml") => true,
         Some(_) => false,
@@ -283,6 +292,13 @@ mod tests {
         assert!(is_change(&ev(EventKind::Create(CreateKind::File))));
         let other = Event::new(EventKind::Modify(ModifyKind::Any)).add_path("/r/notes.md".into());
         assert!(!is_change(&other));
+        // A ConfigMap update: the kubelet renames `..data_tmp` over `..data`.
+        let swap = Event::new(EventKind::Modify(ModifyKind::Name(
+            notify::event::RenameMode::Both,
+        )))
+        .add_path("/r/..data_tmp".into())
+        .add_path("/r/..data".into());
+        assert!(is_change(&swap));
     }
 
     #[test]
