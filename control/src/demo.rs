@@ -134,6 +134,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         admin: args.admin,
         threads: 2,
         grace_period: Duration::from_secs(1),
+        upgrade: Default::default(),
     })?;
     Ok(())
 }

@@ -17,3 +17,4 @@ mod resilience;
 mod rollout;
 mod routing;
 mod traffic;
+mod upgrade;
