@@ -2,7 +2,8 @@
 //! same binary takes the listening sockets over under load without failing a request; an
 //! upgrade whose config does not load, or that cannot get the sockets, leaves the old process
 //! serving; SIGTERM drains in-flight requests, refuses new connections, answers `/ready` 503
-//! and exits early once drained, or cuts what still runs at the end of the grace period.
+//! and exits early once drained, or cuts what still runs at the end of the grace period. A
+//! subscribed gateway upgrades from its persisted generation while the control service is down.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use switchyard_testkit::{
 use tokio::task::JoinHandle;
 
 use crate::common::{backend_yaml, bin, gateway_yaml};
+use crate::fleet::Fleet;
 
 const HOST: &str = "up.test";
 
@@ -449,4 +451,57 @@ async fn sigterm_cuts_a_request_still_running_after_the_grace_period() {
         "the request past the grace period was cut: {outcome:?}"
     );
     println!("sigterm past grace: exited after {exited:?}");
+}
+
+#[tokio::test]
+async fn a_subscribed_gateway_upgrades_from_its_persisted_generation() {
+    let mut fleet = Fleet::start_with(&[("gw-up", "zone-a")], "fleet", &[]).await;
+    let g1 = fleet.wait_converged("start").await;
+    fleet.write_version(2);
+    let g2 = fleet.wait_generation_after(g1, "route version 2").await;
+    let before = fleet.gateways[0].config().await;
+
+    // With the control service down, the persisted copy is the only source of generation g2.
+    fleet.kill_control();
+    let http = fleet.gateways[0].http;
+    let load = spawn_load(
+        LoadSpec::new(http, crate::fleet::HOST, "/")
+            .concurrency(2)
+            .rate(200.0)
+            .duration(Duration::from_secs(30))
+            .record_header("x-version"),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut old = fleet.gateways[0].proc.take().expect("gw-up runs");
+    let mut args = fleet.gateway_args(0);
+    args.push("--upgrade".into());
+    let new = GatewayProcess::spawn(&bin(), &args, &[]).unwrap();
+    let old_exit = old.wait_exit(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.stop();
+    let report = load.finish().await;
+    let logs = format!("--- old ---\n{}\n--- new ---\n{}", old.logs(), new.logs());
+    assert!(
+        old_exit.is_some_and(|s| s.success()),
+        "{old_exit:?}\n{logs}"
+    );
+    assert!(
+        new.logs().contains("serving the persisted generation"),
+        "{logs}"
+    );
+    assert_eq!(report.errors, 0, "{report}\n{logs}");
+    assert_eq!(report.status(200), report.total, "{report}");
+    assert_eq!(report.header("2"), report.total, "only version 2: {report}");
+    let after = new.config().await;
+    assert_eq!(after["generation"], g2, "{after}");
+    assert_eq!(after["digest"], before["digest"], "{after}");
+    assert_eq!(admin_pid(fleet.gateways[0].admin).await, Some(new.pid()));
+
+    // The new process follows the control service once it is back.
+    fleet.gateways[0].proc = Some(new);
+    fleet.start_control().await;
+    assert_eq!(fleet.wait_converged("control back").await, g2);
+    fleet.write_version(3);
+    fleet.wait_generation_after(g2, "route version 3").await;
+    fleet.wait_version(0, 3).await;
 }
