@@ -301,10 +301,40 @@ async fn a_failed_upgrade_leaves_the_old_gateway_serving() {
         stranded.logs()
     );
 
+    // 3. A stray SIGQUIT with no new process waiting is ignored.
+    old.signal("QUIT").unwrap();
+    // 4. --takeover-pid must name a gateway: a sleep would be killed by a SIGQUIT.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut args = s.args(10, &["--upgrade", "--takeover-pid"]);
+    args.push(sleeper.id().to_string());
+    let mut wrong = GatewayProcess::spawn(&bin(), &args, &[]).unwrap();
+    let status = wrong.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| !s.success()), "{}", wrong.logs());
+    assert!(
+        wrong.logs().contains("not a `switchyard gateway` process"),
+        "{}",
+        wrong.logs()
+    );
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "the sleep was left alone"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+
     tokio::time::sleep(Duration::from_millis(500)).await;
     load.stop();
     let report = load.finish().await;
     let (short_ok, short_failures) = short.finish().await;
+    assert_eq!(
+        old.logs().matches("SIGQUIT ignored").count(),
+        2,
+        "{}",
+        old.logs()
+    );
     assert!(
         old.try_status().unwrap().is_none(),
         "old process exited\n{}",
@@ -504,4 +534,30 @@ async fn a_subscribed_gateway_upgrades_from_its_persisted_generation() {
     fleet.write_version(3);
     fleet.wait_generation_after(g2, "route version 3").await;
     fleet.wait_version(0, 3).await;
+}
+
+#[tokio::test]
+async fn a_subscribed_gateway_upgraded_while_the_control_runs_keeps_converging() {
+    let mut fleet = Fleet::start_with(&[("gw-live", "zone-a")], "fleet", &[]).await;
+    let g1 = fleet.wait_converged("start").await;
+    let mut old = fleet.gateways[0].proc.take().expect("gw-live runs");
+    let mut args = fleet.gateway_args(0);
+    args.extend([
+        "--upgrade".into(),
+        "--takeover-pid".into(),
+        old.pid().to_string(),
+    ]);
+    let new = GatewayProcess::spawn(&bin(), &args, &[]).unwrap();
+    let old_exit = old.wait_exit(Duration::from_secs(20)).await;
+    assert!(
+        old_exit.is_some_and(|s| s.success()),
+        "{old_exit:?}\n{}\n{}",
+        old.logs(),
+        new.logs()
+    );
+    assert_eq!(new.config().await["generation"], g1);
+    fleet.gateways[0].proc = Some(new);
+    fleet.write_version(2);
+    fleet.wait_generation_after(g1, "route version 2").await;
+    fleet.wait_version(0, 2).await;
 }

@@ -158,7 +158,24 @@ pub fn check_pid(pid: u32) -> Result<(), UpgradeError> {
     if unsafe { libc::kill(raw, 0) } != 0 {
         return Err(fail(io::Error::last_os_error().to_string()));
     }
+    // SIGQUIT kills (and core-dumps) most other programs: make sure it is a gateway.
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| fail(e.to_string()))?;
+    if !is_gateway_cmdline(&cmdline) {
+        let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        return Err(fail(format!(
+            "not a `switchyard gateway` process (command line: {})",
+            shown.trim()
+        )));
+    }
     Ok(())
+}
+
+/// Whether a `/proc/PID/cmdline` runs the `gateway` subcommand.
+fn is_gateway_cmdline(cmdline: &[u8]) -> bool {
+    cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .any(|arg| arg == b"gateway")
 }
 
 /// Starts a thread that sends SIGQUIT to `pid` once this process listens on `sock` (that is,
@@ -253,6 +270,24 @@ mod tests {
         assert!(pid_from_response(none)
             .unwrap_err()
             .contains("no x-switchyard-pid"));
+    }
+
+    #[test]
+    fn only_gateway_processes_are_taken_over() {
+        assert!(is_gateway_cmdline(
+            b"/usr/bin/switchyard\0gateway\0--config-dir\0d\0"
+        ));
+        assert!(!is_gateway_cmdline(b"/usr/bin/switchyard\0control\0"));
+        assert!(!is_gateway_cmdline(b"gateway\0"), "argv[0] is the program");
+        assert!(!is_gateway_cmdline(b""));
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let e = check_pid(sleeper.id()).unwrap_err().to_string();
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(e.contains("not a `switchyard gateway` process"), "{e}");
     }
 
     #[test]
