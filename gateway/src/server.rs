@@ -107,13 +107,17 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
         ConfigSource::Control(sub) => Some(sub.state_dir.as_path()),
         ConfigSource::Files { .. } => None,
     };
-    let upgrade_sock = upgrade::check_sock(
-        &opts
-            .upgrade
-            .sock
-            .clone()
-            .unwrap_or_else(|| upgrade::default_sock(state_dir, opts.admin)),
-    )?;
+    let requested =
+        (opts.upgrade.sock.clone()).unwrap_or_else(|| upgrade::default_sock(state_dir, opts.admin));
+    let upgrade_sock = match upgrade::check_sock(&requested) {
+        Ok(sock) => sock,
+        Err(e) if opts.upgrade.take_over => return Err(e.into()),
+        // Only a later upgrade needs it (the state dir may not exist yet).
+        Err(e) => {
+            warn!(error = %e, "a graceful upgrade from this process may not find the socket");
+            std::path::absolute(&requested).unwrap_or(requested)
+        }
+    };
     // The generation loads first: a config that fails ends this process before any socket moves.
     let (live, _watcher) = match &opts.source {
         ConfigSource::Files { dir, debounce } => {
