@@ -218,9 +218,22 @@ pub struct GatewayArgs {
     /// Proxy worker threads; default: the number of cores.
     #[arg(long)]
     threads: Option<usize>,
-    /// Seconds SIGTERM waits for in-flight requests.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds SIGTERM waits for in-flight requests (below Kubernetes' default 30 s
+    /// terminationGracePeriodSeconds, so the gateway ends its drain before the SIGKILL).
+    #[arg(long, default_value_t = 25)]
     grace_period: u64,
+    /// Take the listening sockets (proxy and admin) over from the gateway running with the
+    /// same flags, after this process loaded its generation; that gateway drains and exits.
+    #[arg(long)]
+    upgrade: bool,
+    /// The upgrade socket; default <state-dir>/upgrade.sock (subscribed) or
+    /// /tmp/switchyard-upgrade-<admin ip>-<admin port>.sock. Both processes must use the same.
+    #[arg(long)]
+    upgrade_sock: Option<PathBuf>,
+    /// With --upgrade: the pid of the gateway to take over; default: the one answering on
+    /// --admin (its x-switchyard-pid header).
+    #[arg(long, requires = "upgrade")]
+    takeover_pid: Option<u32>,
     /// Milliseconds of quiet after a file change before the set is re-read (standalone).
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
@@ -273,6 +286,11 @@ impl GatewayArgs {
             }),
             grace_period: Duration::from_secs(self.grace_period),
             identity,
+            upgrade: switchyard_gateway::UpgradeOptions {
+                sock: self.upgrade_sock.clone(),
+                take_over: self.upgrade,
+                takeover_pid: self.takeover_pid,
+            },
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod eastwest;
 pub mod egress;
 pub mod filters;
 pub mod identity;
+pub mod lifecycle;
 pub mod live;
 pub mod locality;
 pub mod metrics;
@@ -36,5 +37,5 @@ pub mod tls;
 pub mod upstream;
 pub mod watch;
 
-pub use server::{serve, ConfigSource, GatewayOptions, ServeError};
+pub use server::{serve, ConfigSource, GatewayOptions, ServeError, UpgradeOptions};
 pub use subscribe::SubscribeOptions;

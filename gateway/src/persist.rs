@@ -42,7 +42,8 @@ pub fn save(dir: &Path, payload: &Payload) -> Result<(), PersistError> {
     fs::create_dir_all(dir).map_err(io_err)?;
     let body = serde_json::to_vec(payload).map_err(|e| io_err(io::Error::other(e)))?;
     let checksum = hex::encode(Sha256::digest(&body));
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
+    // Per process: during a graceful upgrade two gateways share the state dir.
+    let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
     {
         let mut f = File::create(&tmp).map_err(io_err)?;
         f.write_all(format!("{MAGIC} {checksum}\n").as_bytes())

@@ -356,7 +356,11 @@ impl ProxyHttp for Gateway {
                     .and_then(|r| r.traffic.as_ref())
                     .and_then(|t| t.downstream_idle_timeout)
                     .unwrap_or(DEFAULT_DOWNSTREAM_IDLE);
-                session.set_keepalive(Some(idle.as_secs().max(1)));
+                // Pingora turns keep-alive off when the request starts during a shutdown (or
+                // the client asked to close): keep it off, so the answer says `Connection: close`.
+                if session.get_keepalive().is_some() {
+                    session.set_keepalive(Some(idle.as_secs().max(1)));
+                }
                 match self.admit(session, ctx).await {
                     Some((status, reason, header)) => (status, Some(reason), header),
                     None => {

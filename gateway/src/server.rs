@@ -2,6 +2,8 @@
 //! persisted copy or the control service), binds the Gateway's listeners (HTTP with h2c,
 //! HTTPS with SNI certificates and ALPN h2) and the admin listener on one pingora `Server`,
 //! starts the route-file watcher or the control subscription, and runs until a shutdown signal.
+//! With `--upgrade` the listening sockets come from the running gateway instead
+//! ([`crate::lifecycle`]), and only after the first generation loaded.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +13,8 @@ use std::time::Duration;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 use switchyard_config::Diagnostics;
 use thiserror::Error;
@@ -22,6 +24,11 @@ use crate::persist;
 use crate::protocol::{gateway_matches, Payload};
 
 use crate::admin::AdminApp;
+use crate::lifecycle::admin::{AdminService, LifecycleAdmin};
+use crate::lifecycle::drain::{exit_when_drained, keepalive_window, DrainApp};
+use crate::lifecycle::signals::SignalWatch;
+use crate::lifecycle::upgrade::{self, UpgradeError};
+use crate::lifecycle::Lifecycle;
 use crate::live::{LiveConfig, Source};
 use crate::proxy::Gateway;
 use crate::runtime::CompileError;
@@ -57,8 +64,21 @@ pub struct GatewayOptions {
     /// How long SIGTERM waits for in-flight requests before closing.
     pub grace_period: Duration,
     /// Where the mesh identity's certificates come from (control service or local CA dir);
-    /// started when the Gateway has an EastWest or mesh listener.
+    /// started when the Gateway has an EastWest or mesh listener, or may fail over east-west.
     pub identity: Option<crate::pki::IdentityOptions>,
+    /// Graceful upgrade: the upgrade socket, and whether this process takes over.
+    pub upgrade: UpgradeOptions,
+}
+
+/// The graceful upgrade's settings ([`crate::lifecycle::upgrade`]).
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeOptions {
+    /// The upgrade socket; default [`upgrade::default_sock`] (old and new process must agree).
+    pub sock: Option<PathBuf>,
+    /// Take the listening sockets over from a running gateway.
+    pub take_over: bool,
+    /// The process to take over from; default: the one answering on the admin address.
+    pub takeover_pid: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -80,10 +100,30 @@ pub enum ServeError {
     Runtime(std::io::Error),
     #[error("mesh identity: {0}")]
     Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
+    #[error("cannot start a lifecycle thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Runs the gateway; returns only when startup fails (serving ends the process).
 pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
+    let state_dir = match &opts.source {
+        ConfigSource::Control(sub) => Some(sub.state_dir.as_path()),
+        ConfigSource::Files { .. } => None,
+    };
+    let requested =
+        (opts.upgrade.sock.clone()).unwrap_or_else(|| upgrade::default_sock(state_dir, opts.admin));
+    let upgrade_sock = match upgrade::check_sock(&requested) {
+        Ok(sock) => sock,
+        Err(e) if opts.upgrade.take_over => return Err(e.into()),
+        // Only a later upgrade needs it (the state dir may not exist yet).
+        Err(e) => {
+            warn!(error = %e, "a graceful upgrade from this process may not find the socket");
+            std::path::absolute(&requested).unwrap_or(requested)
+        }
+    };
+    // The generation loads first: a config that fails ends this process before any socket moves.
     let (live, _watcher) = match &opts.source {
         ConfigSource::Files { dir, debounce } => {
             let mut loader = Loader::default();
@@ -101,34 +141,56 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
         ConfigSource::Control(sub) => (subscribe(sub.clone(), opts.gateway.clone())?, None),
     };
 
+    // The mesh identity too (an upgrading process must not take the sockets without one).
+    let runtime = live.current();
+    let identity = crate::pki::serve::start_if_needed(opts.identity.as_ref(), &runtime)?;
+
     let conf = ServerConf {
         threads: opts.threads.max(1),
         grace_period_seconds: Some(opts.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(5),
+        // Past the grace period nothing is worth waiting for: cut it.
+        graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: 1024,
+        upgrade_sock: upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: opts.upgrade.take_over,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    if opts.upgrade.take_over {
+        let pid = match opts.upgrade.takeover_pid {
+            Some(pid) => pid,
+            None => upgrade::discover_pid(opts.admin)?,
+        };
+        upgrade::check_pid(pid)?;
+        info!(pid, sock = %upgrade_sock.display(), generation = live.current().info.number, "generation loaded; taking the listening sockets over");
+        upgrade::signal_when_listening(pid, upgrade_sock.clone()).map_err(ServeError::Thread)?;
+    }
+    // Takes the listening sockets from the old process when upgrading (exits if none arrive).
     server.bootstrap();
     let conf = server.configuration.clone();
+    let lifecycle = Arc::new(Lifecycle::default());
 
     let mut server_options = HttpServerOptions::default();
     server_options.h2c = true;
     // Every accepted stream runs under its port's request-header deadline (sanitize::deadline).
-    let runtime = live.current();
-    let identity = crate::pki::serve::start_if_needed(opts.identity.as_ref(), &runtime)?;
     let gateway = Gateway::new(live.clone()).with_mesh(identity.clone());
     let mut http = pingora::proxy::http_proxy(&conf, gateway);
     http.server_options = Some(server_options);
     let app = crate::sanitize::deadline::HeaderDeadline::new(http, live.clone());
+    let app = DrainApp::new(app, lifecycle.clone(), keepalive_window(opts.grace_period));
     let mut proxy = Service::new("switchyard-gateway".to_string(), app);
 
     let address = runtime.gateway().address;
     let mut egress = crate::egress::EgressListeners::new(&conf, live.clone());
+    let mut egress_ports = 0;
     for port in runtime.ports() {
         let addr = SocketAddr::new(address, port.port).to_string();
         let protocol = runtime.port_config(port).protocol;
         if egress.bind(protocol, &addr) {
+            egress_ports += 1;
             info!(%addr, %protocol, "egress listening");
             continue;
         }
@@ -157,10 +219,15 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     }
     drop(runtime);
 
-    let admin_app = AdminApp::new(live.clone()).with_identity(identity.clone());
-    let mut admin = Service::new("switchyard-admin".to_string(), admin_app);
-    admin.threads = Some(1);
-    admin.add_tcp(&opts.admin.to_string());
+    let admin = AdminService::new(
+        "switchyard-admin",
+        opts.admin,
+        LifecycleAdmin::new(
+            AdminApp::new(live.clone()).with_identity(identity.clone()),
+            lifecycle.clone(),
+        ),
+        lifecycle.clone(),
+    );
     info!(addr = %opts.admin, "admin listening");
 
     if let Err(e) = crate::certwatch::start(&live) {
@@ -170,7 +237,20 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
     server.add_service(proxy);
     egress.add_to(&mut server);
     server.add_service(admin);
-    server.run_forever()
+    // Egress connections (CONNECT tunnels) are not counted: with egress listeners the process
+    // waits out the whole grace period.
+    if egress_ports == 0 {
+        exit_when_drained(
+            lifecycle.clone(),
+            server.watch_execution_phase(),
+            opts.grace_period,
+        )
+        .map_err(ServeError::Thread)?;
+    }
+    server.run(RunArgs {
+        shutdown_signal: Box::new(SignalWatch::new(lifecycle, upgrade_sock)),
+    });
+    std::process::exit(0)
 }
 
 /// Starts from the persisted generation when there is a usable one, otherwise waits for the

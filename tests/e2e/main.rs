@@ -19,4 +19,5 @@ mod resilience;
 mod rollout;
 mod routing;
 mod traffic;
+mod upgrade;
 mod zones;
