@@ -11,6 +11,7 @@ pub mod attempt;
 pub mod authz;
 pub mod balance;
 pub mod certwatch;
+pub mod decide;
 pub mod eastwest;
 pub mod egress;
 pub mod filters;
