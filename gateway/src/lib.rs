@@ -14,6 +14,7 @@ pub mod certwatch;
 pub mod decide;
 pub mod eastwest;
 pub mod egress;
+pub mod explain;
 pub mod filters;
 pub mod identity;
 pub mod live;

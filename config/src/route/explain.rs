@@ -113,6 +113,8 @@ impl RouteTable {
     /// The hostnames this table serves (`*.suffix` for wildcards, `*` for routes without
     /// hostnames), sorted.
     pub fn hostnames(&self) -> Vec<String> {
-        self.hosts.patterns().iter().map(pattern_text).collect()
+        let mut names: Vec<String> = self.hosts.patterns().iter().map(pattern_text).collect();
+        names.sort();
+        names
     }
 }
