@@ -118,3 +118,168 @@ impl RouteTable {
         names
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, Method};
+
+    use super::*;
+    use crate::{build, Generation, SourceFile};
+
+    const SET: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: switchyard
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: Backend
+metadata: {name: a}
+spec: {endpoints: [{address: "10.0.0.1:80"}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: edge}]
+  hostnames: [shop.test, "*.wild.test"]
+  rules:
+    - matches: [{path: {type: Exact, value: /exact}}]
+      backendRefs: [{name: a}]
+    - matches: [{path: {type: PathPrefix, value: /p}, method: POST}]
+      backendRefs: [{name: a}]
+    - matches: [{path: {type: PathPrefix, value: /p}, headers: [{name: x-env, value: beta}]}]
+      backendRefs: [{name: a}]
+    - matches: [{path: {type: RegularExpression, value: "/re/[0-9]+"}, queryParams: [{name: v, value: "1"}]}]
+      backendRefs: [{name: a}]
+    - matches: [{path: {type: PathPrefix, value: /}}]
+      backendRefs: [{name: a}]
+"#;
+
+    fn generation() -> Generation {
+        build(&[SourceFile::new("r.yaml", SET)]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// (rule index, verdict) of every candidate, winner first.
+    fn verdicts(
+        g: &Generation,
+        method: Method,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&'static str, &str)],
+    ) -> (Option<String>, Vec<(usize, Verdict)>) {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        let view = RequestView {
+            method: &method,
+            host,
+            path,
+            query,
+            headers: &h,
+        };
+        let table = &g.gateways[0].ports[0].routes;
+        let ex = table.explain(&view);
+        let found = table.find(&view).map(|m| m.rule.rule_index);
+        assert_eq!(ex.found.map(|m| m.rule.rule_index), found);
+        let matched: Vec<usize> = ex
+            .candidates
+            .iter()
+            .filter(|c| c.verdict == Verdict::Matched)
+            .map(|c| c.rule.rule_index)
+            .collect();
+        assert_eq!(
+            matched,
+            found.into_iter().collect::<Vec<_>>(),
+            "one winner, find's"
+        );
+        let list = ex
+            .candidates
+            .iter()
+            .map(|c| (c.rule.rule_index, c.verdict.clone()))
+            .collect();
+        (ex.host_bucket, list)
+    }
+
+    #[test]
+    fn every_candidate_gets_the_reason_it_lost() {
+        let g = generation();
+        let (bucket, v) = verdicts(&g, Method::GET, "shop.test", "/p/x", None, &[]);
+        assert_eq!(bucket.as_deref(), Some("shop.test"));
+        assert_eq!(v[0], (4, Verdict::Matched));
+        assert!(v.contains(&(0, Verdict::Mismatch(Mismatch::Path))));
+        assert!(v.contains(&(1, Verdict::Mismatch(Mismatch::Method(Method::POST)))));
+        let env = http::HeaderName::from_static("x-env");
+        assert!(v.contains(&(2, Verdict::Mismatch(Mismatch::Header(env)))));
+        assert!(v.contains(&(3, Verdict::Mismatch(Mismatch::Path))));
+
+        let (_, v) = verdicts(
+            &g,
+            Method::POST,
+            "shop.test",
+            "/p",
+            None,
+            &[("x-env", "beta")],
+        );
+        assert_eq!(v[0], (1, Verdict::Matched), "method beats headers");
+        assert!(v.contains(&(2, Verdict::LostPrecedence)));
+        assert!(v.contains(&(4, Verdict::LostPrecedence)));
+
+        let (_, v) = verdicts(&g, Method::GET, "shop.test", "/re/12", Some("v=2"), &[]);
+        assert_eq!(v[0], (4, Verdict::Matched));
+        assert!(v.contains(&(3, Verdict::Mismatch(Mismatch::Query("v".into())))));
+        let (_, v) = verdicts(&g, Method::GET, "shop.test", "/re/12", Some("v=1"), &[]);
+        assert_eq!(v[0], (3, Verdict::Matched));
+    }
+
+    #[test]
+    fn prefixes_match_segment_wise_like_find() {
+        let g = generation();
+        for (path, winner) in [
+            ("/p", 2),
+            ("/p/", 2),
+            ("/p//x", 2),
+            ("/px", 4),
+            ("/exact", 0),
+        ] {
+            let (_, v) = verdicts(
+                &g,
+                Method::GET,
+                "a.wild.test",
+                path,
+                None,
+                &[("x-env", "beta")],
+            );
+            assert_eq!(v[0], (winner, Verdict::Matched), "{path}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_buckets() {
+        let g = generation();
+        let (bucket, _) = verdicts(&g, Method::GET, "x.y.wild.test", "/", None, &[]);
+        assert_eq!(bucket.as_deref(), Some("*.wild.test"));
+        let (bucket, v) = verdicts(&g, Method::GET, "other.test", "/", None, &[]);
+        assert_eq!((bucket, v.len()), (None, 0));
+        let table = &g.gateways[0].ports[0].routes;
+        assert_eq!(table.hostnames(), ["*.wild.test", "shop.test"]);
+        let candidate = table
+            .explain(&RequestView {
+                method: &Method::GET,
+                host: "shop.test",
+                path: "/",
+                query: None,
+                headers: &HeaderMap::new(),
+            })
+            .candidates
+            .into_iter()
+            .find(|c| c.rule.rule_index == 2)
+            .unwrap();
+        assert_eq!(candidate.conditions, "PathPrefix /p, headers [x-env]");
+        assert_eq!(candidate.rule.file, "r.yaml");
+    }
+}

@@ -216,4 +216,4 @@ pub fn replayable(rule: &Rule, req: &RequestHeader, body_empty: bool) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
