@@ -1,6 +1,7 @@
 //! The request pipeline as pingora hooks. Each hook is thin and calls the module for its
-//! stage: `request_filter` matches the route, picks the backend (weights and cohorts) and
-//! applies the rule's rate limit, fault injection and the backend's request limit;
+//! stage: `request_filter` runs the request decision in `decide` (route match, backend by
+//! weights and cohorts, then the rule's rate limit, fault injection and the backend's request
+//! limit);
 //! `upstream_peer` starts an attempt (breaker permits, backoff, deadline) and picks an
 //! endpoint in rotation; `upstream_request_filter` writes the forwarding headers and request
 //! filters; `upstream_response_filter` judges the attempt (outlier detection, retry on

@@ -4,7 +4,8 @@
 //! mirrors. The proxy calls [`route`] and then [`admit`] from `request_filter`; `switchyard
 //! explain` calls the same [`route`] on a request it builds, so what it reports is what the
 //! gateway does. Random draws come from the `rng` the caller passes (seeded by `explain`).
-//! Nothing here touches long-lived state: picking a mirror's endpoint is left to the caller.
+//! [`route`] touches no long-lived state (picking a mirror's endpoint is left to the caller);
+//! [`admit`] spends rate-limit tokens and breaker permits.
 
 pub mod admit;
 
