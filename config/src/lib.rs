@@ -86,6 +86,7 @@ pub use egress::{
 pub use filters::{redirect_location, rewrite_path};
 pub use model::*;
 pub use resilience::*;
+pub use route::{CandidateExplain, Mismatch, TableExplain, Verdict};
 pub use route::{
     Filter, HeaderModifier, Mirror, PathModifier, Redirect, RequestView, RouteMatch, RouteTable,
     Rule, UrlRewrite, WeightedBackend,

@@ -1,13 +1,15 @@
 //! `switchyard`: one binary for every role. `control` runs the control service, `gateway` runs
 //! the data plane (standalone, watching route files itself, or subscribed to a control
 //! service), `status` and `rollback` operate a running control service, `validate` checks
-//! route files, `rollout` shifts a route's traffic by editing its weights in the files,
-//! `cert` runs the mesh CA offline, and `demo` runs a local mesh with example backends. Each subcommand lives in its own module;
-//! this file only parses and dispatches.
+//! route files, `explain` tells what a gateway would do with a request and why, `rollout`
+//! shifts a route's traffic by editing its weights in the files, `cert` runs the mesh CA
+//! offline, and `demo` runs a local mesh with example backends. Each subcommand lives in its
+//! own module; this file only parses and dispatches.
 
 mod auth;
 mod cert;
 mod demo;
+mod explain;
 mod operate;
 mod rollout;
 mod service;
@@ -62,6 +64,9 @@ enum Command {
         #[arg(long)]
         previous: bool,
     },
+    /// Explain what a gateway would do with one request: the rule matched (and why the others
+    /// did not), filters, backend, endpoints, authorization; exit 0 proxied, 1 not, 2 error.
+    Explain(explain::ExplainArgs),
     /// Validate route files; print every error with file:line:column and exit non-zero.
     Validate {
         /// Directory of route files (*.yaml, *.yml, recursively).
@@ -334,6 +339,13 @@ fn main() -> Result<()> {
             Err(e) => {
                 eprintln!("error: {e:#}");
                 std::process::exit(1);
+            }
+        },
+        Command::Explain(args) => match explain::run(&args) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
             }
         },
         Command::Validate { dir } => {

@@ -1,8 +1,9 @@
 //! The admin listener: liveness (`/healthz`), readiness (`/ready`, once a generation is
-//! loaded), the generation in force (`/config`), the resilience state of every backend and
-//! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests) and the mesh
+//! loaded), the generation in force (`/config`) and the resilience state of every backend and
+//! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests), the mesh
 //! identity (`/identity`: SPIFFE ID, certificate serial and expiry, bundle version, last
-//! renewal error).
+//! renewal error) and `POST /explain` (a JSON [`crate::explain::Query`]): what the live generation would do with
+//! a request, and why.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -109,6 +110,47 @@ impl AdminApp {
     }
 }
 
+/// Largest `/explain` request body read.
+const EXPLAIN_BODY_LIMIT: usize = 64 * 1024;
+
+impl AdminApp {
+    /// `POST /explain`: 200 with the explanation, 400 with `{"error"}` for a bad query.
+    async fn explain(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let error = |status, msg: String| {
+            let body = serde_json::to_vec(&json!({ "error": msg })).unwrap_or_default();
+            reply(status, "application/json", body)
+        };
+        if session.req_header().method != http::Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "use POST".into());
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= EXPLAIN_BODY_LIMIT => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large".into())
+                }
+                Ok(None) => break,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+            }
+        }
+        let query: crate::explain::Query = match serde_json::from_slice(&body) {
+            Ok(q) => q,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
+        };
+        let rt = self.live.current();
+        match crate::explain::explain(&rt, self.live.source().as_str(), &query) {
+            Ok(ex) => {
+                let body = serde_json::to_vec_pretty(&ex).unwrap_or_default();
+                reply(StatusCode::OK, "application/json", body)
+            }
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+}
+
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -148,6 +190,7 @@ impl ServeHttp for AdminApp {
                 let body = serde_json::to_vec_pretty(&self.backends_json()).unwrap_or_default();
                 reply(StatusCode::OK, "application/json", body)
             }
+            "/explain" => self.explain(session).await,
             _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }

@@ -39,7 +39,8 @@ pub struct Decision<'a> {
 }
 
 impl Decision<'_> {
-    fn reason(&self) -> &'static str {
+    /// `deny rule`, `allow rule`, `default deny` or `default allow`.
+    pub fn reason(&self) -> &'static str {
         match (self.rule.is_some(), self.allowed) {
             (true, false) => "deny rule",
             (true, true) => "allow rule",

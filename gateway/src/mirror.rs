@@ -3,6 +3,7 @@
 //! fail the main request.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -11,6 +12,8 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use pingora::http::RequestHeader;
 use tracing::debug;
+
+use crate::runtime::BackendRuntime;
 
 /// Bodies above this size are not mirrored (the copy is dropped, the request is not).
 pub const MIRROR_BODY_LIMIT: usize = 64 * 1024;
@@ -45,6 +48,19 @@ impl MirrorJob {
     }
 
     /// Sends the copy to one more mirror backend too.
+    /// A job for one endpoint of each mirror backend (picked by its balancer), or `None`
+    /// when no backend has an endpoint to pick.
+    pub fn for_backends(backends: &[Arc<BackendRuntime>], req: &RequestHeader) -> Option<Self> {
+        let targets: Vec<SocketAddr> = backends
+            .iter()
+            .filter_map(|b| {
+                let i = b.balancer.pick(None, None)?;
+                Some(b.balancer.endpoints[i].address)
+            })
+            .collect();
+        (!targets.is_empty()).then(|| Self::new(targets, req))
+    }
+
     pub fn add_target(&mut self, target: SocketAddr) {
         self.targets.push(target);
     }

@@ -1,6 +1,7 @@
 //! The request pipeline as pingora hooks. Each hook is thin and calls the module for its
-//! stage: `request_filter` matches the route, picks the backend (weights and cohorts) and
-//! applies the rule's rate limit, fault injection and the backend's request limit;
+//! stage: `request_filter` runs the request decision in `decide` (route match, backend by
+//! weights and cohorts, then the rule's rate limit, fault injection and the backend's request
+//! limit);
 //! `upstream_peer` starts an attempt (breaker permits, backoff, deadline) and picks an
 //! endpoint in rotation; `upstream_request_filter` writes the forwarding headers and request
 //! filters; `upstream_response_filter` judges the attempt (outlier detection, retry on
@@ -11,27 +12,28 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, LOCATION, RETRY_AFTER, SET_COOKIE};
+use http::header::{HOST, LOCATION, SET_COOKIE};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, Result};
-use switchyard_config::{redirect_location, rewrite_path, Filter, RequestView, Rule};
+use switchyard_config::Rule;
 use tracing::{debug, warn};
 
 use crate::attempt::{self, Attempts, Failure};
 use crate::balance::NoPick;
+use crate::decide;
+use crate::decide::admit;
 use crate::eastwest;
 use crate::live::LiveConfig;
 use crate::locality::{self, Tier};
 use crate::mirror::{MirrorClient, MirrorJob};
 use crate::pki::MeshIdentity;
 use crate::request::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
-use crate::resilience::cohort;
 use crate::resilience::outlier::Outcome;
 use crate::respond::{self, local_reply, Reason};
 use crate::runtime::{BackendRuntime, Runtime};
@@ -96,20 +98,11 @@ pub struct RequestCtx {
     body_deadline: Option<Instant>,
 }
 
-/// Keep-alive idle time of a client connection when no TrafficPolicy sets one.
-const DEFAULT_DOWNSTREAM_IDLE: Duration = Duration::from_secs(60);
-
 /// A pingora error type for a response status that is being retried.
 const RETRY_STATUS: pingora::ErrorType = pingora::ErrorType::Custom("retriable status");
 
-/// What `request_filter` decided, computed while the request header is borrowed.
-enum Decision {
-    Proxy,
-    Reply(u16, Option<Reason>, Option<String>),
-}
-
-/// Extra header of a local reply (`Retry-After`, `Location`).
-type ReplyHeader = Option<(&'static str, String)>;
+/// A local reply `request_filter` decided on: status, reason, extra header.
+type Reply = (u16, Option<Reason>, admit::ReplyHeader);
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
@@ -119,170 +112,47 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 }
 
 impl Gateway {
-    /// Matches the request and fills `ctx`; returns what to do next.
-    fn route(&self, session: &Session, body_empty: bool, ctx: &mut RequestCtx) -> Decision {
+    /// Runs the routing decision (`decide::route`) and fills `ctx`; `Some` is a local reply.
+    fn route(&self, session: &Session, body_empty: bool, ctx: &mut RequestCtx) -> Option<Reply> {
         let runtime = ctx.runtime.take().unwrap_or_else(|| self.live.current());
         let local_port = session
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port());
         let Some(port) = local_port.and_then(|p| runtime.port(p)) else {
-            return Decision::Reply(404, Some(Reason::NoRoute), None);
+            return Some((404, Some(Reason::NoRoute), None));
         };
         ctx.https = port.https;
         let req = session.req_header();
-        if port.east_west {
-            return match eastwest::inbound_backend(&runtime, req) {
-                Ok(backend) => {
-                    ctx.east_west_in = true;
-                    ctx.backend = Some((backend, 0));
-                    ctx.runtime = Some(runtime);
-                    Decision::Proxy
-                }
-                Err(reason) => Decision::Reply(reason.status(), Some(reason), None),
-            };
+        if !port.east_west {
+            ctx.original_host = request::raw_host(req).to_string();
         }
-        let raw_host = request::raw_host(req);
-        ctx.original_host = raw_host.to_string();
-        let host = request::match_host(raw_host);
-        let path = req.uri.path();
-        let query = req.uri.query();
-        let view = RequestView {
-            method: &req.method,
-            host: &host,
-            path,
-            query,
-            headers: &req.headers,
-        };
-        let table = &runtime.port_config(port).routes;
-        let Some(m) = table.find(&view) else {
-            return Decision::Reply(404, Some(Reason::NoRoute), None);
-        };
-        let rule = m.rule.clone();
-        let matched_prefix = m.matched_prefix;
-
-        for f in &rule.filters {
-            if let Filter::RequestRedirect(r) = f {
-                let scheme = if port.https { "https" } else { "http" };
-                let location =
-                    redirect_location(r, scheme, &host, port.port, path, query, matched_prefix);
-                return Decision::Reply(r.status_code, None, Some(location));
+        let routed = decide::route(&runtime, port, req, &mut fastrand::Rng::new());
+        ctx.set_cookie = routed.set_cookie;
+        match routed.outcome {
+            decide::Outcome::Proxy => {}
+            decide::Outcome::Redirect { status, location } => {
+                return Some((status, None, Some((LOCATION.as_str(), location))))
+            }
+            decide::Outcome::Reply { status, reason } => {
+                ctx.rule = routed.rule;
+                return Some((status, Some(reason), None));
             }
         }
-
-        let cohort_cfg = rule.traffic.as_ref().and_then(|t| t.cohort.as_ref());
-        let Some(choice) = cohort::choose(&rule, cohort_cfg, &req.headers) else {
-            ctx.rule = Some(rule);
-            return Decision::Reply(500, Some(Reason::NoBackend), None);
-        };
-        let index = choice.index;
-        ctx.set_cookie = choice.set_cookie;
-        let chosen = &rule.backends[index];
-        let Some(backend) = runtime.backend(&chosen.backend).cloned() else {
-            ctx.rule = Some(rule);
-            return Decision::Reply(500, Some(Reason::NoBackend), None);
-        };
-        if backend.balancer.is_empty() {
-            ctx.rule = Some(rule);
-            return Decision::Reply(500, Some(Reason::NoEndpoints), None);
-        }
-
-        for f in rule.filters.iter().chain(chosen.filters.iter()) {
-            match f {
-                Filter::UrlRewrite(u) => {
-                    if let Some(pm) = &u.path {
-                        let mut p = rewrite_path(path, pm, matched_prefix);
-                        if let Some(q) = query {
-                            p.push('?');
-                            p.push_str(q);
-                        }
-                        ctx.upstream_path = Some(p);
-                    }
-                    if let Some(h) = &u.hostname {
-                        ctx.upstream_host = Some(h.clone());
-                    }
-                }
-                Filter::RequestMirror(mirror) if fastrand::u32(..100) < mirror.percent => {
-                    if let Some(target) = runtime.backend(&mirror.backend) {
-                        if let Some(i) = target.balancer.pick(None, None) {
-                            let addr = target.balancer.endpoints[i].address;
-                            match &mut ctx.mirror {
-                                Some(job) => job.add_target(addr),
-                                None => ctx.mirror = Some(MirrorJob::new(vec![addr], req)),
-                            }
-                        }
-                    }
-                }
-                _ => {}
+        ctx.east_west_in = routed.east_west;
+        ctx.upstream_path = routed.upstream_path;
+        ctx.upstream_host = routed.upstream_host;
+        ctx.mirror = MirrorJob::for_backends(&routed.mirrors, req);
+        if let Some(rule) = &routed.rule {
+            if req.headers.get(X_REQUEST_ID).is_none() {
+                ctx.request_id = Some(request::new_request_id());
             }
+            ctx.attempts.replayable = decide::replayable(rule, req, body_empty);
+            ctx.attempts.deadline = rule.timeouts.request.map(|t| ctx.started + t);
         }
-        if req.headers.get(X_REQUEST_ID).is_none() {
-            ctx.request_id = Some(request::new_request_id());
-        }
-        let policy = attempt::policy(&rule);
-        let content_length = req
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        ctx.attempts.replayable = rule.retry.is_some()
-            && attempt::replayable(&req.method, body_empty, content_length, &policy);
-        ctx.attempts.deadline = rule.timeouts.request.map(|t| ctx.started + t);
-        ctx.rule = Some(rule);
-        ctx.backend = Some((backend, index));
+        ctx.rule = routed.rule;
+        ctx.backend = routed.backend;
         ctx.runtime = Some(runtime);
-        Decision::Proxy
-    }
-
-    /// The rule's rate limit, fault injection and the backend's request limit, in that order.
-    /// `Some` is a local reply to send instead of proxying.
-    async fn admit(
-        &self,
-        session: &Session,
-        ctx: &mut RequestCtx,
-    ) -> Option<(u16, Reason, ReplyHeader)> {
-        if let (Some(runtime), Some(rule)) = (&ctx.runtime, &ctx.rule) {
-            if let Some(reply) = Self::admit_rule(session, runtime, rule).await {
-                return Some(reply);
-            }
-        }
-        let (backend, _) = ctx.backend.as_ref()?;
-        if let Err(limit) = ctx.attempts.admit(backend) {
-            debug!(backend = %backend.id, limit = limit.as_str(), "circuit breaker open");
-            return Some((
-                503,
-                Reason::Overflow,
-                Some(("x-switchyard-limit", limit.as_str().into())),
-            ));
-        }
-        None
-    }
-
-    /// The rule's rate limit and fault injection.
-    async fn admit_rule(
-        session: &Session,
-        runtime: &Runtime,
-        rule: &Arc<Rule>,
-    ) -> Option<(u16, Reason, ReplyHeader)> {
-        if let Some(limiter) = runtime.limiter(rule) {
-            if let Err(wait) = limiter.check(client_ip(session), &session.req_header().headers) {
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let retry_after = Some((RETRY_AFTER.as_str(), secs.max(1).to_string()));
-                return Some((429, Reason::RateLimited, retry_after));
-            }
-        }
-        if let Some(fault) = rule.traffic.as_ref().and_then(|t| t.fault.as_ref()) {
-            if let Some((status, per_million)) = fault.abort {
-                if fastrand::u32(..1_000_000) < per_million {
-                    return Some((status, Reason::FaultAbort, None));
-                }
-            }
-            if let Some((delay, per_million)) = fault.delay {
-                if fastrand::u32(..1_000_000) < per_million {
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
         None
     }
 }
@@ -335,33 +205,31 @@ impl ProxyHttp for Gateway {
         }
         let body_empty = session.is_body_empty();
         let (status, reason, header) = match self.route(session, body_empty, ctx) {
-            Decision::Reply(status, reason, location) => {
-                (status, reason, location.map(|l| (LOCATION.as_str(), l)))
-            }
-            Decision::Proxy
-                if !crate::authz::allows(
-                    ctx.authz.as_deref(),
-                    &ctx.source,
-                    ctx.rule.as_ref().map(|r| &r.route),
-                    ctx.backend.as_ref().map(|(b, _)| &b.id),
-                    session.req_header(),
-                ) =>
+            Some(reply) => reply,
+            None if !crate::authz::allows(
+                ctx.authz.as_deref(),
+                &ctx.source,
+                ctx.rule.as_ref().map(|r| &r.route),
+                ctx.backend.as_ref().map(|(b, _)| &b.id),
+                session.req_header(),
+            ) =>
             {
                 (403, Some(Reason::AuthzDenied), None)
             }
-            Decision::Proxy => {
-                let idle = ctx
-                    .rule
-                    .as_ref()
-                    .and_then(|r| r.traffic.as_ref())
-                    .and_then(|t| t.downstream_idle_timeout)
-                    .unwrap_or(DEFAULT_DOWNSTREAM_IDLE);
+            None => {
+                let idle = decide::downstream_idle(ctx.rule.as_deref());
                 // Pingora turns keep-alive off when the request starts during a shutdown (or
                 // the client asked to close): keep it off, so the answer says `Connection: close`.
                 if session.get_keepalive().is_some() {
                     session.set_keepalive(Some(idle.as_secs().max(1)));
                 }
-                match self.admit(session, ctx).await {
+                let client = client_ip(session);
+                let (runtime, rule, backend) = (&ctx.runtime, &ctx.rule, &ctx.backend);
+                let backend = backend.as_ref().map(|(b, _)| b);
+                let headers = &session.req_header().headers;
+                let admitted =
+                    admit::admit(runtime, rule, backend, &mut ctx.attempts, client, headers);
+                match admitted.await {
                     Some((status, reason, header)) => (status, Some(reason), header),
                     None => {
                         if ctx.attempts.replayable && !body_empty {

@@ -8,6 +8,7 @@ mod common;
 mod control;
 mod control_load;
 mod egress;
+mod explain;
 mod filters;
 mod fleet;
 mod hardening;

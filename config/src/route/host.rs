@@ -87,6 +87,38 @@ impl HostIndex {
         self.any.as_ref()
     }
 
+    /// The pattern of a bucket returned by [`lookup`](Self::lookup) (compared by address).
+    pub(crate) fn pattern_of(&self, bucket: &PathIndex) -> Option<HostPattern> {
+        let same = |b: &PathIndex| std::ptr::eq(b, bucket);
+        if let Some((h, _)) = self.exact.iter().find(|(_, b)| same(b)) {
+            return Some(HostPattern::Exact(h.clone()));
+        }
+        if let Some((s, _)) = self.wildcard.iter().find(|(_, b)| same(b)) {
+            return Some(HostPattern::Wildcard(s.clone()));
+        }
+        self.any
+            .as_ref()
+            .filter(|b| same(b))
+            .map(|_| HostPattern::Any)
+    }
+
+    /// Every bucket's pattern, sorted.
+    pub(crate) fn patterns(&self) -> Vec<HostPattern> {
+        let mut out: Vec<HostPattern> = self
+            .exact
+            .keys()
+            .map(|h| HostPattern::Exact(h.clone()))
+            .chain(
+                self.wildcard
+                    .keys()
+                    .map(|s| HostPattern::Wildcard(s.clone())),
+            )
+            .chain(self.any.iter().map(|_| HostPattern::Any))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Number of buckets (exact, wildcard, catch-all).
     pub(crate) fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len() + usize::from(self.any.is_some())

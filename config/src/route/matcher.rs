@@ -254,6 +254,93 @@ impl PathIndex {
     }
 }
 
+/// The first condition of a match that a request fails, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The path does not match.
+    Path,
+    /// The method differs from the one required.
+    Method(Method),
+    /// The named header is missing or its value does not match.
+    Header(HeaderName),
+    /// The named query parameter is missing or its value does not match.
+    Query(String),
+}
+
+impl PathMatch {
+    /// Whether `path` matches, by the same rules as [`PathIndex::find`] (a prefix matches
+    /// when it is one of the request path's segment prefixes, trailing `/` ignored).
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Regex { regex, .. } => regex.is_match(path),
+            PathMatch::Prefix(p) => {
+                let mut probe = root_if_empty(trim_trailing_slashes(path));
+                loop {
+                    if probe == p {
+                        return true;
+                    }
+                    if probe == "/" {
+                        return false;
+                    }
+                    probe = match probe.rfind('/') {
+                        Some(i) if i > 0 => root_if_empty(trim_trailing_slashes(&probe[..i])),
+                        _ => "/",
+                    };
+                }
+            }
+        }
+    }
+
+    /// `Exact /a`, `PathPrefix /a`, `RegularExpression /a.*`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            PathMatch::Exact(p) => format!("Exact {p}"),
+            PathMatch::Prefix(p) => format!("PathPrefix {p}"),
+            PathMatch::Regex { pattern, .. } => format!("RegularExpression {pattern}"),
+        }
+    }
+}
+
+impl MatchSpec {
+    /// The first condition the request fails, in the order path, method, headers, query;
+    /// `None` when the match matches.
+    pub(crate) fn mismatch(&self, req: &RequestView<'_>) -> Option<Mismatch> {
+        if !self.path.matches(req.path) {
+            return Some(Mismatch::Path);
+        }
+        if let Some(method) = &self.method {
+            if method != req.method {
+                return Some(Mismatch::Method(method.clone()));
+            }
+        }
+        if let Some(h) = self.headers.iter().find(|h| !h.matches(req.headers)) {
+            return Some(Mismatch::Header(h.name.clone()));
+        }
+        if let Some(q) = self.query.iter().find(|q| !q.matches(req.query)) {
+            return Some(Mismatch::Query(q.name.clone()));
+        }
+        None
+    }
+}
+
+impl PathIndex {
+    /// Every candidate id of this bucket, ascending, once each.
+    pub(crate) fn candidate_ids(&self) -> Vec<usize> {
+        let mut ids: Vec<usize> = self
+            .exact
+            .values()
+            .chain(self.prefix.values())
+            .flatten()
+            .chain(self.regex.iter())
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 fn trim_trailing_slashes(s: &str) -> &str {
     s.trim_end_matches('/')
 }

@@ -5,6 +5,7 @@
 //! PathPrefix (longer prefix first). Ties between equal paths go to the match with a method,
 //! then more header matches, then more query matches, then the earliest in source order.
 
+mod explain;
 mod host;
 mod matcher;
 #[cfg(test)]
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use crate::model::{Backend, ObjRef, Retry, Timeouts};
 use crate::resilience::TrafficPolicy;
 
+pub use explain::{CandidateExplain, TableExplain, Verdict};
 pub(crate) use host::{HostIndex, HostPattern};
+pub use matcher::Mismatch;
 pub(crate) use matcher::{
     Candidate, HeaderMatch, MatchSpec, PathMatch, QueryMatch, SourceOrder, ValueMatch,
 };

@@ -9,41 +9,66 @@ use http::HeaderMap;
 use switchyard_config::{Cohort, CohortSource, Rule, Sticky};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// The backend chosen for a request, and the cookie to set when a sticky cookie was drawn.
+/// The backend chosen for a request, why, and the cookie to set when a sticky cookie was
+/// drawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     pub index: usize,
+    pub why: Why,
     pub set_cookie: Option<String>,
 }
 
-/// Picks the index of one of `rule.backends`; `None` when no backend takes traffic.
-pub fn choose(rule: &Rule, cohort: Option<&Cohort>, headers: &HeaderMap) -> Option<Choice> {
-    let plain = |index| Choice {
+/// Why a backend was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// A weighted draw: `draw` in `0..rule.total_weight` fell in this backend's share.
+    Weighted { draw: u32 },
+    /// The cohort pin (header or cookie) named this backend.
+    Pinned,
+    /// The sticky cookie named this backend, which still has weight.
+    StickyCookie,
+    /// Rendezvous hashing of the sticky header's value.
+    StickyHash,
+}
+
+/// Picks the index of one of `rule.backends`; `None` when no backend takes traffic. Draws
+/// come from `rng`.
+pub fn choose(
+    rule: &Rule,
+    cohort: Option<&Cohort>,
+    headers: &HeaderMap,
+    rng: &mut fastrand::Rng,
+) -> Option<Choice> {
+    let plain = |index, why| Choice {
         index,
+        why,
         set_cookie: None,
     };
+    let weighted = |rng: &mut fastrand::Rng| {
+        pick_weighted(rule, rng).map(|(index, draw)| plain(index, Why::Weighted { draw }))
+    };
     let Some(cohort) = cohort else {
-        return pick_weighted(rule).map(plain);
+        return weighted(rng);
     };
     if let Some(pin) = &cohort.pin {
         if let Some(index) = read(pin, headers).and_then(|v| by_name(rule, v)) {
-            return Some(plain(index));
+            return Some(plain(index, Why::Pinned));
         }
     }
     match &cohort.sticky {
-        None => pick_weighted(rule).map(plain),
+        None => weighted(rng),
         Some(Sticky::Hash(header)) => match headers.get(header) {
-            Some(v) => rendezvous(rule, v.as_bytes()).map(plain),
-            None => pick_weighted(rule).map(plain),
+            Some(v) => rendezvous(rule, v.as_bytes()).map(|i| plain(i, Why::StickyHash)),
+            None => weighted(rng),
         },
         Some(Sticky::Cookie { name, max_age }) => {
             let kept = cookie(headers, name)
                 .and_then(|v| by_name(rule, v))
                 .filter(|&i| rule.backends[i].weight > 0);
             if let Some(index) = kept {
-                return Some(plain(index));
+                return Some(plain(index, Why::StickyCookie));
             }
-            let index = pick_weighted(rule)?;
+            let (index, draw) = pick_weighted(rule, rng)?;
             let mut set = format!(
                 "{name}={}; Path=/; HttpOnly; SameSite=Lax",
                 rule.backends[index].backend.id.name
@@ -53,23 +78,25 @@ pub fn choose(rule: &Rule, cohort: Option<&Cohort>, headers: &HeaderMap) -> Opti
             }
             Some(Choice {
                 index,
+                why: Why::Weighted { draw },
                 set_cookie: Some(set),
             })
         }
     }
 }
 
-/// A weighted draw among the rule's backendRefs.
-pub fn pick_weighted(rule: &Rule) -> Option<usize> {
+/// A weighted draw among the rule's backendRefs: the index and the draw.
+pub fn pick_weighted(rule: &Rule, rng: &mut fastrand::Rng) -> Option<(usize, u32)> {
     if rule.total_weight == 0 {
         return None;
     }
-    let mut draw = fastrand::u32(..rule.total_weight);
+    let draw = rng.u32(..rule.total_weight);
+    let mut left = draw;
     for (i, b) in rule.backends.iter().enumerate() {
-        if draw < b.weight {
-            return Some(i);
+        if left < b.weight {
+            return Some((i, draw));
         }
-        draw -= b.weight;
+        left -= b.weight;
     }
     None
 }
@@ -171,7 +198,9 @@ mod tests {
             let mut on_v2 = 0;
             for (u, prev) in previous.iter_mut().enumerate() {
                 let h = headers(&[("x-user", &format!("user-{u}"))]);
-                let c = choose(&r, Some(&sticky), &h).unwrap().index;
+                let c = choose(&r, Some(&sticky), &h, &mut fastrand::Rng::new())
+                    .unwrap()
+                    .index;
                 if step > 0 && *prev == 1 {
                     assert_eq!(c, 1, "user-{u} flipped back from v2 at weight {w}");
                 }
@@ -197,33 +226,48 @@ mod tests {
                 max_age: Some(std::time::Duration::from_secs(60)),
             }),
         };
+        let mut rng = fastrand::Rng::with_seed(7);
         let r = rule(&[("v1", 100), ("v2", 0)]);
-        let pinned = choose(&r, Some(&cohort), &headers(&[("x-canary", "v2")])).unwrap();
+        let pinned = choose(&r, Some(&cohort), &headers(&[("x-canary", "v2")]), &mut rng).unwrap();
         assert_eq!(
             pinned,
             Choice {
                 index: 1,
+                why: Why::Pinned,
                 set_cookie: None
             }
         );
-        let fresh = choose(&r, Some(&cohort), &HeaderMap::new()).unwrap();
+        let fresh = choose(&r, Some(&cohort), &HeaderMap::new(), &mut rng).unwrap();
         assert_eq!(fresh.index, 0);
         assert_eq!(
             fresh.set_cookie.as_deref(),
             Some("sy=v1; Path=/; HttpOnly; SameSite=Lax; Max-Age=60")
         );
         let r2 = rule(&[("v1", 10), ("v2", 90)]);
-        let kept = choose(&r2, Some(&cohort), &headers(&[("cookie", "a=b; sy=v1")])).unwrap();
+        let kept = choose(
+            &r2,
+            Some(&cohort),
+            &headers(&[("cookie", "a=b; sy=v1")]),
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(
             kept,
             Choice {
                 index: 0,
+                why: Why::StickyCookie,
                 set_cookie: None
             }
         );
         // A cookie naming a backend that lost all weight is drawn again.
         let r3 = rule(&[("v1", 0), ("v2", 100)]);
-        let moved = choose(&r3, Some(&cohort), &headers(&[("cookie", "sy=v1")])).unwrap();
+        let moved = choose(
+            &r3,
+            Some(&cohort),
+            &headers(&[("cookie", "sy=v1")]),
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(moved.index, 1);
         assert!(moved.set_cookie.is_some());
     }

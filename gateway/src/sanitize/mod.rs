@@ -142,8 +142,16 @@ pub fn request(
 
 /// Replaces the request URI by the canonical path and the original query.
 fn canonical_uri(session: &mut Session, policy: &ClientPolicy) -> Result<(), Rejection> {
+    canonical_request(session.req_header_mut(), policy)
+}
+
+/// Replaces the URI of `req` by the canonical path and the original query (also used by
+/// `explain` on the request it builds).
+pub fn canonical_request(
+    req: &mut pingora::http::RequestHeader,
+    policy: &ClientPolicy,
+) -> Result<(), Rejection> {
     let invalid = |e: path::PathError| Rejection::new(Reason::InvalidPath, false, e.as_str());
-    let req = session.req_header();
     let raw = req.raw_path();
     let origin_form = raw.first() == Some(&b'/');
     let target = path::target_path(raw, req.uri.path()).map_err(invalid)?;
@@ -158,7 +166,7 @@ fn canonical_uri(session: &mut Session, policy: &ClientPolicy) -> Result<(), Rej
     }
     let uri = http::Uri::try_from(uri)
         .map_err(|_| Rejection::new(Reason::InvalidPath, false, "unparsable canonical path"))?;
-    session.req_header_mut().set_uri(uri);
+    req.set_uri(uri);
     Ok(())
 }
 
