@@ -50,6 +50,7 @@ pub(crate) fn compile(
             id: g.id,
             zone: g.zone,
             address: g.address,
+            hostname: g.hostname,
         })
         .collect();
     gateways.sort_by(|a, b| a.id.cmp(&b.id));

@@ -110,8 +110,11 @@ pub struct GatewayConfig {
     pub id: ObjRef,
     /// The `switchyard.dev/zone` label, used for zone-aware endpoint picking.
     pub zone: Option<String>,
-    /// `spec.addresses[0]` (type IPAddress); 0.0.0.0 when absent.
+    /// `spec.addresses[0]` (type IPAddress); 0.0.0.0 when absent or a Hostname.
     pub address: IpAddr,
+    /// `spec.addresses[0]` of type Hostname: the name other zones' gateways dial for this
+    /// Gateway's east-west listener (resolved when a generation is compiled).
+    pub hostname: Option<String>,
     /// One entry per listening port, sorted by port.
     pub ports: Vec<PortConfig>,
 }

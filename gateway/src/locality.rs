@@ -11,7 +11,7 @@
 //! a request crosses at most one zone boundary and cannot loop.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use pingora::upstreams::peer::HttpPeer;
@@ -45,7 +45,8 @@ pub fn remote_outlier() -> &'static OutlierDetection {
 pub type EastWestPaths = BTreeMap<String, Vec<SocketAddr>>;
 
 /// Where the other zones' east-west listeners are: every Gateway of the generation with a
-/// zone label other than `own_zone`, an address and a `switchyard.dev/EastWest` listener.
+/// zone label other than `own_zone`, an address (an IP, or a Hostname resolved now; a name
+/// that does not resolve is skipped with a warning) and a `switchyard.dev/EastWest` listener.
 pub fn east_west_paths(config: &Generation, own_zone: Option<&str>) -> EastWestPaths {
     let mut paths = EastWestPaths::new();
     let Some(own) = own_zone else {
@@ -56,9 +57,23 @@ pub fn east_west_paths(config: &Generation, own_zone: Option<&str>) -> EastWestP
             continue;
         };
         for p in &g.ports {
-            if p.protocol == ListenerProtocol::EastWest && !g.address.is_unspecified() {
+            if p.protocol != ListenerProtocol::EastWest {
+                continue;
+            }
+            let found: Vec<SocketAddr> = match &g.hostname {
+                Some(name) => match (name.as_str(), p.port).to_socket_addrs() {
+                    Ok(addrs) => addrs.collect(),
+                    Err(e) => {
+                        tracing::warn!(gateway = %g.id, zone, %name, error = %e, "east-west address does not resolve; the zone is not a failover target");
+                        Vec::new()
+                    }
+                },
+                None if g.address.is_unspecified() => Vec::new(),
+                None => vec![SocketAddr::new(g.address, p.port)],
+            };
+            if !found.is_empty() {
                 let list = paths.entry(zone.to_string()).or_default();
-                list.push(SocketAddr::new(g.address, p.port));
+                list.extend(found);
                 list.sort_unstable();
                 list.dedup();
             }
@@ -406,5 +421,42 @@ mod tests {
         })
         .is_empty());
         assert_eq!(local.len(), b.endpoints.len());
+    }
+
+    #[test]
+    fn east_west_addresses_come_from_ips_and_hostnames() {
+        let gw = |name: &str, zone: &str, address: &str, port: u16| {
+            format!(
+                "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, labels: {{switchyard.dev/zone: {zone}}}}}\nspec:\n  gatewayClassName: switchyard\n  {address}\n  listeners: [{{name: ew, port: {port}, protocol: switchyard.dev/EastWest}}]\n"
+            )
+        };
+        let yaml = [
+            gw("a", "zone-a", "addresses: []", 7440),
+            gw(
+                "b",
+                "zone-b",
+                "addresses: [{type: IPAddress, value: 127.0.0.2}]",
+                7441,
+            ),
+            gw(
+                "c",
+                "zone-c",
+                "addresses: [{type: Hostname, value: localhost}]",
+                7442,
+            ),
+            gw("d", "zone-d", "addresses: []", 7443),
+        ]
+        .concat();
+        let g = switchyard_config::build(&[switchyard_config::SourceFile::new("g.yaml", yaml)])
+            .unwrap_or_else(|d| panic!("{d}"));
+        let p = east_west_paths(&g, Some("zone-a"));
+        assert_eq!(p["zone-b"], [SocketAddr::from(([127, 0, 0, 2], 7441))]);
+        assert!(!p["zone-c"].is_empty());
+        assert!(p["zone-c"]
+            .iter()
+            .all(|a| a.port() == 7442 && a.ip().is_loopback()));
+        // No address to dial (and our own zone) is no path.
+        assert!(!p.contains_key("zone-d") && !p.contains_key("zone-a"));
+        assert!(east_west_paths(&g, None).is_empty());
     }
 }

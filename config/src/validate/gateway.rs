@@ -19,6 +19,8 @@ pub(crate) struct ValidGateway {
     pub id: ObjRef,
     pub zone: Option<String>,
     pub address: IpAddr,
+    /// `spec.addresses[0]` of type Hostname: the name other zones dial.
+    pub hostname: Option<String>,
     pub listeners: Vec<ValidListener>,
     /// Every declared listener's (name, port), valid or not, for resolving parentRefs.
     pub declared: Vec<(String, u16)>,
@@ -55,6 +57,7 @@ fn gateway(
 ) -> ValidGateway {
     let site = &obj.site;
     let mut address = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let mut hostname = None;
     for (i, a) in obj.spec.addresses.iter().enumerate() {
         let field = format!("spec.addresses[{i}]");
         if i > 0 {
@@ -70,10 +73,16 @@ fn gateway(
                     format!("invalid IP address {:?}", a.value),
                 ),
             },
+            // A name other zones' gateways dial (a Kubernetes Service's DNS name); the
+            // gateway itself listens on every interface.
+            Some("Hostname") => match crate::hostname::check(&a.value, false) {
+                Ok(()) => hostname = Some(a.value.clone()),
+                Err(e) => rep.error(site, format!("{field}.value"), e),
+            },
             Some(other) => rep.error(
                 site,
                 format!("{field}.type"),
-                format!("unsupported address type {other:?} (supported: IPAddress)"),
+                format!("unsupported address type {other:?} (supported: IPAddress, Hostname)"),
             ),
         }
     }
@@ -153,6 +162,7 @@ fn gateway(
         id: obj.id.clone(),
         zone: obj.meta.labels.get(ZONE_LABEL).cloned(),
         address,
+        hostname,
         listeners,
         declared: obj
             .spec

@@ -99,3 +99,31 @@ spec:
         ]
     );
 }
+
+#[test]
+fn a_hostname_address_is_what_other_zones_dial() {
+    let yaml = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: ew, labels: {switchyard.dev/zone: zone-b}}
+spec:
+  gatewayClassName: switchyard
+  addresses: [{type: Hostname, value: gw-b.zone-b.svc.cluster.local}]
+  listeners: [{name: ew, port: 15443, protocol: switchyard.dev/EastWest}]
+";
+    let g = crate::build(&[crate::SourceFile::new("g.yaml", yaml)]).unwrap();
+    let gw = g.gateway(Some("ew")).unwrap();
+    assert_eq!(
+        gw.hostname.as_deref(),
+        Some("gw-b.zone-b.svc.cluster.local")
+    );
+    assert!(gw.address.is_unspecified());
+    let bad = yaml.replace("gw-b.zone-b.svc.cluster.local", "\"bad name\"");
+    let err = crate::build(&[crate::SourceFile::new("g.yaml", bad.as_str())])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("g.yaml:6:") && err.contains("spec.addresses[0].value"),
+        "{err}"
+    );
+}
