@@ -135,6 +135,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         threads: 2,
         grace_period: Duration::from_secs(1),
         identity: None,
+        observe: Default::default(),
     })?;
     Ok(())
 }

@@ -224,6 +224,21 @@ pub struct GatewayArgs {
     /// Milliseconds of quiet after a file change before the set is re-read (standalone).
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Access log, one JSON line per request: off, stdout, stderr or a file path (appended;
+    /// reopened on SIGHUP or when moved).
+    #[arg(long, default_value = "off")]
+    access_log: switchyard_gateway::accesslog::AccessLogTarget,
+    /// Fraction (0..1) of successful requests written to the access log; errors (status 0
+    /// or >= 500, or any reason flag) are always written.
+    #[arg(long, default_value = "1", value_parser = switchyard_gateway::accesslog::parse_sample)]
+    access_log_sample: f64,
+    /// OTLP/HTTP collector (e.g. http://127.0.0.1:4318): exports one span per request.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// Fraction (0..1) of the traces this gateway starts that are sampled (exported); a
+    /// client's traceparent keeps its own decision.
+    #[arg(long, default_value = "1", value_parser = switchyard_gateway::accesslog::parse_sample)]
+    trace_sample: f64,
 }
 
 impl GatewayArgs {
@@ -273,6 +288,12 @@ impl GatewayArgs {
             }),
             grace_period: Duration::from_secs(self.grace_period),
             identity,
+            observe: switchyard_gateway::observe::ObserveOptions {
+                access_log: self.access_log.clone(),
+                access_log_sample: self.access_log_sample,
+                otlp_endpoint: self.otlp_endpoint.clone(),
+                trace_sample: self.trace_sample,
+            },
         })
     }
 }

@@ -2,7 +2,7 @@
 //! loaded), the generation in force (`/config`), the resilience state of every backend and
 //! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests) and the mesh
 //! identity (`/identity`: SPIFFE ID, certificate serial and expiry, bundle version, last
-//! renewal error).
+//! renewal error) and the Prometheus metrics (`/metrics`).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -142,6 +142,18 @@ impl ServeHttp for AdminApp {
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     b"no mesh identity\n".to_vec(),
+                ),
+            },
+            "/metrics" => match self.live.observability() {
+                Some(o) => reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    o.metrics.render(&self.live),
+                ),
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    b"metrics are off\n".to_vec(),
                 ),
             },
             "/backends" => {

@@ -59,6 +59,8 @@ pub struct GatewayOptions {
     /// Where the mesh identity's certificates come from (control service or local CA dir);
     /// started when the Gateway has an EastWest or mesh listener.
     pub identity: Option<crate::pki::IdentityOptions>,
+    /// Access log, sampling and OTLP export (metrics are always on).
+    pub observe: crate::observe::ObserveOptions,
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +82,8 @@ pub enum ServeError {
     Runtime(std::io::Error),
     #[error("mesh identity: {0}")]
     Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
 }
 
 /// Runs the gateway; returns only when startup fails (serving ends the process).
@@ -100,6 +104,8 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
         }
         ConfigSource::Control(sub) => (subscribe(sub.clone(), opts.gateway.clone())?, None),
     };
+    let observability = crate::observe::Observability::start(&opts.observe, &live.current())?;
+    live.observe_with(Arc::new(observability));
 
     let conf = ServerConf {
         threads: opts.threads.max(1),
