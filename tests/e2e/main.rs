@@ -11,6 +11,7 @@ mod egress;
 mod filters;
 mod fleet;
 mod hardening;
+mod metrics;
 mod mtls;
 mod mtls_rotation;
 mod protocols;
