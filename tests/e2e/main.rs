@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `switchyard` binary on 127.0.0.1 in front of real in-process
 //! backends, driven by real clients. One test binary; each module tells one story.
 
+mod accesslog;
 mod authz;
 mod bad_input;
 mod certreload;
