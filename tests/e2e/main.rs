@@ -20,5 +20,6 @@ mod reload;
 mod resilience;
 mod rollout;
 mod routing;
+mod trace_context;
 mod traffic;
 mod zones;

@@ -147,7 +147,8 @@ fn run(
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(Bytes::from(body)));
         let Ok(request) = request else { continue };
-        let sent = rt.block_on(tokio::time::timeout(POST_TIMEOUT, client.request(request)));
+        let sent =
+            rt.block_on(async { tokio::time::timeout(POST_TIMEOUT, client.request(request)).await });
         match sent {
             Ok(Ok(resp)) if resp.status().is_success() => {
                 debug!(spans = batch.len(), "OTLP batch exported");
