@@ -78,9 +78,8 @@ impl Attempts {
     /// Takes the backend's `maxRequests` permit for the whole request.
     pub fn admit(&mut self, backend: &BackendRuntime) -> Result<(), Limit> {
         let cb = &backend.config.policy.circuit_breaker;
-        self.request =
-            breaker::acquire(backend.balancer.state(), Limit::Requests, cb.max_requests)
-                .inspect_err(|l| self.refused = Some(*l))?;
+        self.request = breaker::acquire(backend.balancer.state(), Limit::Requests, cb.max_requests)
+            .inspect_err(|l| self.refused = Some(*l))?;
         backend.balancer.state().budget.record_request(now_ms());
         Ok(())
     }

@@ -217,10 +217,7 @@ pub fn finish(live: &LiveConfig, session: &Session, f: Finished<'_>, obs: &mut R
         .response_written()
         .map(|r| r.status.as_u16())
         .unwrap_or(0);
-    let server = session
-        .server_addr()
-        .and_then(|a| a.as_inet())
-        .copied();
+    let server = session.server_addr().and_then(|a| a.as_inet()).copied();
     let port = server.map_or(0, |a| a.port());
     let endpoint = endpoint_of(&f);
     let sample = RequestSample {
@@ -277,10 +274,7 @@ pub fn finish(live: &LiveConfig, session: &Session, f: Finished<'_>, obs: &mut R
         let wall = OffsetDateTime::now_utc() - elapsed;
         let endpoint_addr = endpoint.map(|(a, _)| a.to_string());
         let rule = f.rule.map(|r| rule_label(r));
-        let header_id = req
-            .headers
-            .get(X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok());
+        let header_id = req.headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok());
         log.send(&Record {
             time: &accesslog::rfc3339_ms(wall),
             request_id: f.request_id.or(header_id),

@@ -56,8 +56,8 @@ async fn lines(path: &Path, n: usize) -> Vec<Value> {
             return text
                 .lines()
                 .map(|l| {
-                    let v: Value = serde_json::from_str(l)
-                        .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                    let v: Value =
+                        serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
                     let keys: BTreeSet<&str> = v
                         .as_object()
                         .unwrap_or_else(|| panic!("not an object: {l}"))
@@ -117,7 +117,9 @@ async fn every_line_is_json_with_every_field_and_the_right_values() {
         ),
     ];
     let h = start(&files, &path, &[]).await;
-    let generation = h.gw.config().await["generation"].as_u64().expect("generation");
+    let generation = h.gw.config().await["generation"]
+        .as_u64()
+        .expect("generation");
 
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
@@ -150,7 +152,10 @@ async fn every_line_is_json_with_every_field_and_the_right_values() {
             "RFC 3339 UTC with ms: {t}"
         );
         let id = l["trace_id"].as_str().expect("trace_id");
-        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
         assert!(l["duration_ms"].as_f64().is_some_and(|d| d >= 0.0), "{l}");
     }
 
@@ -159,7 +164,10 @@ async fn every_line_is_json_with_every_field_and_the_right_values() {
     assert_eq!(a["trace_id"], trace, "the client's trace");
     assert_eq!(a["method"], "GET");
     assert_eq!(a["host"], "a.test");
-    assert_eq!(a["path"], "/shop/cart/items", "the canonical path, no query");
+    assert_eq!(
+        a["path"], "/shop/cart/items",
+        "the canonical path, no query"
+    );
     assert_eq!(a["route"], "default/a");
     assert_eq!(a["rule"], "main");
     assert_eq!(a["backend"], "default/x");
@@ -208,7 +216,11 @@ async fn every_line_is_json_with_every_field_and_the_right_values() {
         assert_eq!(r["reason"], "ok");
         assert_eq!(r["route"], "default/r");
         assert_eq!(r["backend"], "default/flaky");
-        assert_eq!(r["endpoint"], x.addr().to_string(), "the endpoint that answered");
+        assert_eq!(
+            r["endpoint"],
+            x.addr().to_string(),
+            "the endpoint that answered"
+        );
         assert!(r["upstream_response_ms"].is_number());
     }
 }
@@ -259,4 +271,41 @@ async fn sampling_zero_keeps_only_errors_and_sighup_reopens_the_file() {
     );
     // The gateway survived the SIGHUP and still serves.
     assert_eq!(get(h.http, "a.test", "/", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_stdout_sink_writes_json_lines() {
+    let x = EchoBackend::start("x").await;
+    let files = [
+        ("backends.yaml", backend_yaml("x", &[x.addr()])),
+        ("a.yaml", route("a", "a.test", "x", "")),
+    ];
+    let port = free_port();
+    let h = Harness::start_with_args(
+        port,
+        gateway_yaml(port),
+        &files,
+        &["--access-log", "stdout"],
+    )
+    .await;
+    assert_eq!(get(h.http, "a.test", "/out", &[]).await.status, 200);
+    // The process's stdout and stderr share the harness's log file; tracing logs are not JSON.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = h.gw.logs();
+        let line = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["path"] == "/out");
+        if let Some(line) = line {
+            assert_eq!(line["status"], 200);
+            assert_eq!(line["route"], "default/a");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access-log line on stdout:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -73,7 +73,10 @@ fn matching<'a>(
     samples
         .iter()
         .filter(|((n, l), _)| {
-            n == name && want.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
         })
         .collect()
 }
@@ -156,20 +159,25 @@ async fn a_scrape_after_known_traffic_has_exact_counts_and_labels() {
     for _ in 0..2 {
         let r = get(h.http, "b.test", "/", &[]).await;
         assert_eq!(r.status, 503, "{r:?}");
-        assert_eq!(r.header("x-switchyard-error"), Some("upstream_connect_failure"));
+        assert_eq!(
+            r.header("x-switchyard-error"),
+            Some("upstream_connect_failure")
+        );
     }
     // Rate limit of 1 per minute: 200, then 429.
-    assert_eq!(get(h.http, "c.test", "/", &[("x-tenant", "t1")]).await.status, 200);
+    assert_eq!(
+        get(h.http, "c.test", "/", &[("x-tenant", "t1")])
+            .await
+            .status,
+        200
+    );
     let r = get(h.http, "c.test", "/", &[("x-tenant", "t1")]).await;
     assert_eq!(r.status, 429);
     // One request hangs holding the only maxRequests permit; the next overflows.
     let addr = h.http;
     let hanging = tokio::spawn(async move {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            get(addr, "e.test", "/hang", &[]),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), get(addr, "e.test", "/hang", &[])).await;
     });
     let mut overflowed = false;
     for _ in 0..100 {
@@ -241,7 +249,11 @@ async fn a_scrape_after_known_traffic_has_exact_counts_and_labels() {
     let gz = [("gateway", "default/gw"), ("zone", "")];
     let backend = |b: &'static str| [gz[0], gz[1], ("backend", b)];
     assert_eq!(
-        value(&s, "switchyard_upstream_retries_total", &backend("default/dead")),
+        value(
+            &s,
+            "switchyard_upstream_retries_total",
+            &backend("default/dead")
+        ),
         2.0
     );
     // x: 7 + 1 connected attempts, on new or reused connections.
@@ -264,11 +276,19 @@ async fn a_scrape_after_known_traffic_has_exact_counts_and_labels() {
         ]
     };
     assert_eq!(
-        value(&s, "switchyard_request_bytes_total", &route_bytes("default/a")),
+        value(
+            &s,
+            "switchyard_request_bytes_total",
+            &route_bytes("default/a")
+        ),
         11.0
     );
     assert_eq!(
-        value(&s, "switchyard_response_bytes_total", &route_bytes("default/a")),
+        value(
+            &s,
+            "switchyard_response_bytes_total",
+            &route_bytes("default/a")
+        ),
         out_bytes as f64
     );
     let mut limit = backend("default/hang").to_vec();
@@ -278,22 +298,36 @@ async fn a_scrape_after_known_traffic_has_exact_counts_and_labels() {
         1.0
     );
     assert_eq!(
-        value(&s, "switchyard_upstream_requests_in_flight", &backend("default/hang")),
+        value(
+            &s,
+            "switchyard_upstream_requests_in_flight",
+            &backend("default/hang")
+        ),
         1.0,
         "the hanging request is in flight"
     );
     assert_eq!(
-        value(&s, "switchyard_upstream_requests_in_flight", &backend("default/x")),
+        value(
+            &s,
+            "switchyard_upstream_requests_in_flight",
+            &backend("default/x")
+        ),
         0.0
     );
     let mut available = backend("default/x").to_vec();
     available.push(("state", "available"));
     assert_eq!(value(&s, "switchyard_endpoints", &available), 1.0);
     assert_eq!(
-        value(&s, "switchyard_outlier_ejections_total", &backend("default/x")),
+        value(
+            &s,
+            "switchyard_outlier_ejections_total",
+            &backend("default/x")
+        ),
         0.0
     );
-    let generation = h.gw.config().await["generation"].as_f64().expect("generation");
+    let generation = h.gw.config().await["generation"]
+        .as_f64()
+        .expect("generation");
     assert_eq!(value(&s, "switchyard_generation", &gz), generation);
     let applied = value(&s, "switchyard_generation_applied_timestamp_seconds", &gz);
     let now = std::time::SystemTime::now()

@@ -44,7 +44,8 @@ fn split(tp: &str) -> (String, String, String, String) {
     assert_eq!(tp.len(), 55, "traceparent {tp:?}");
     for p in &parts {
         assert!(
-            p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
             "lowercase hex: {tp:?}"
         );
     }
@@ -80,7 +81,10 @@ async fn the_trace_reaches_the_backend_with_a_new_parent_span() {
         h.http,
         "a.test",
         "/",
-        &[("traceparent", &client), ("tracestate", "vendor=abc,other=1")],
+        &[
+            ("traceparent", &client),
+            ("tracestate", "vendor=abc,other=1"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
@@ -91,7 +95,11 @@ async fn the_trace_reaches_the_backend_with_a_new_parent_span() {
     assert_ne!(parent, CLIENT_SPAN, "the gateway's own span is the parent");
     assert_ne!(parent, "0000000000000000");
     assert_eq!(flags, "01", "the client's sampling decision is kept");
-    assert_eq!(state.as_deref(), Some("vendor=abc,other=1"), "tracestate passed on");
+    assert_eq!(
+        state.as_deref(),
+        Some("vendor=abc,other=1"),
+        "tracestate passed on"
+    );
 
     // No traceparent: a fresh trace per request.
     get(h.http, "a.test", "/", &[]).await;
@@ -109,13 +117,19 @@ async fn the_trace_reaches_the_backend_with_a_new_parent_span() {
         h.http,
         "a.test",
         "/",
-        &[("traceparent", "00-xyz-abc-01"), ("tracestate", "vendor=stale")],
+        &[
+            ("traceparent", "00-xyz-abc-01"),
+            ("tracestate", "vendor=stale"),
+        ],
     )
     .await;
     let (tp, state) = upstream_trace(&x, 3);
     let (_, trace, _, _) = split(&tp);
     assert_ne!(trace, TRACE);
-    assert_eq!(state, None, "a tracestate without a valid traceparent is dropped");
+    assert_eq!(
+        state, None,
+        "a tracestate without a valid traceparent is dropped"
+    );
 }
 
 /// A minimal OTLP/HTTP receiver: decodes every POSTed `ExportTraceServiceRequest`.
@@ -212,8 +226,16 @@ async fn the_hop_span_is_exported_over_otlp_http() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(path, "/v1/traces");
-    assert_eq!(hex(&span.parent_span_id), CLIENT_SPAN, "parent = the client's span");
-    assert_eq!(hex(&span.span_id), hop_span, "the span the backend saw as its parent");
+    assert_eq!(
+        hex(&span.parent_span_id),
+        CLIENT_SPAN,
+        "parent = the client's span"
+    );
+    assert_eq!(
+        hex(&span.span_id),
+        hop_span,
+        "the span the backend saw as its parent"
+    );
     assert_eq!(span.name, "default/a");
     assert!(span.end_time_unix_nano >= span.start_time_unix_nano && span.start_time_unix_nano > 0);
     assert_eq!(attr(&span, "http.request.method"), string("GET"));

@@ -172,7 +172,9 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(std::fs::read_to_string(&path).unwrap().starts_with("three\n"));
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("three\n"));
         drop(tx);
         writer.join().unwrap();
     }

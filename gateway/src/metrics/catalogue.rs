@@ -93,7 +93,8 @@ pub const GATEWAY_METRICS: &[MetricDef] = &[
         name: "switchyard_upstream_requests_in_flight",
         kind: MetricKind::Gauge,
         labels: BACKEND_LABELS,
-        help: "Requests in flight to a backend's endpoints (local and other zones), read at scrape.",
+        help:
+            "Requests in flight to a backend's endpoints (local and other zones), read at scrape.",
     },
     MetricDef {
         name: "switchyard_outlier_ejections_total",

@@ -239,3 +239,6 @@ impl GatewayMetrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,8 +2,6 @@
 //! the upstream gets. A gateway hop keeps the trace id, gets a span id of its own, and names
 //! the client's span as its parent.
 
-use std::fmt::Write as _;
-
 /// The `traceparent` header.
 pub const TRACEPARENT: &str = "traceparent";
 /// The `tracestate` header (passed through untouched when the traceparent is valid).
@@ -30,8 +28,7 @@ impl TraceParent {
             return None;
         }
         let version = hex_byte(&v[0..2])?;
-        if version == 0xff || (version == 0 && v.len() != 55) || (v.len() > 55 && v[55] != b'-')
-        {
+        if version == 0xff || (version == 0 && v.len() != 55) || (v.len() > 55 && v[55] != b'-') {
             return None;
         }
         let mut trace_id = [0u8; 16];
@@ -125,8 +122,10 @@ fn random_nonzero_8() -> [u8; 8] {
 }
 
 fn push_hex(s: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
     }
 }
 

@@ -16,7 +16,9 @@ use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -111,12 +113,7 @@ fn traces_url(endpoint: &str) -> Result<http::Uri, OtlpError> {
     Ok(uri)
 }
 
-fn run(
-    url: http::Uri,
-    resource: ResourceInfo,
-    rx: Receiver<SpanRecord>,
-    dropped: Arc<AtomicU64>,
-) {
+fn run(url: http::Uri, resource: ResourceInfo, rx: Receiver<SpanRecord>, dropped: Arc<AtomicU64>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -147,8 +144,8 @@ fn run(
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(Bytes::from(body)));
         let Ok(request) = request else { continue };
-        let sent =
-            rt.block_on(async { tokio::time::timeout(POST_TIMEOUT, client.request(request)).await });
+        let sent = rt
+            .block_on(async { tokio::time::timeout(POST_TIMEOUT, client.request(request)).await });
         match sent {
             Ok(Ok(resp)) if resp.status().is_success() => {
                 debug!(spans = batch.len(), "OTLP batch exported");
@@ -255,7 +252,11 @@ fn to_span(r: &SpanRecord) -> Span {
         end_time_unix_nano: r.end_unix_nanos,
         attributes,
         status: Some(Status {
-            message: if failed { r.reason.to_string() } else { String::new() },
+            message: if failed {
+                r.reason.to_string()
+            } else {
+                String::new()
+            },
             code: if failed {
                 status::StatusCode::Error as i32
             } else {
