@@ -65,6 +65,11 @@ fn value(samples: &[(Series, f64)], name: &str, want: &[(&str, &str)]) -> f64 {
     hits[0].1
 }
 
+/// The sum of the samples of `name` whose labels include `want`.
+pub fn sum(samples: &[(Series, f64)], name: &str, want: &[(&str, &str)]) -> f64 {
+    matching(samples, name, want).iter().map(|(_, v)| v).sum()
+}
+
 fn matching<'a>(
     samples: &'a [(Series, f64)],
     name: &str,
