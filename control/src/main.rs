@@ -224,6 +224,10 @@ pub struct GatewayArgs {
     /// Milliseconds of quiet after a file change before the set is re-read (standalone).
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Request metrics and the admin /metrics (on|off; off is the baseline for measuring
+    /// their cost).
+    #[arg(long, default_value = "on", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    metrics: bool,
     /// Access log, one JSON line per request: off, stdout, stderr or a file path (appended;
     /// reopened on SIGHUP or when moved).
     #[arg(long, default_value = "off")]
@@ -289,6 +293,7 @@ impl GatewayArgs {
             grace_period: Duration::from_secs(self.grace_period),
             identity,
             observe: switchyard_gateway::observe::ObserveOptions {
+                metrics: self.metrics,
                 access_log: self.access_log.clone(),
                 access_log_sample: self.access_log_sample,
                 otlp_endpoint: self.otlp_endpoint.clone(),

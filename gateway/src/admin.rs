@@ -144,11 +144,11 @@ impl ServeHttp for AdminApp {
                     b"no mesh identity\n".to_vec(),
                 ),
             },
-            "/metrics" => match self.live.observability() {
-                Some(o) => reply(
+            "/metrics" => match self.live.observability().and_then(|o| o.metrics.as_ref()) {
+                Some(m) => reply(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
-                    o.metrics.render(&self.live),
+                    m.render(&self.live),
                 ),
                 None => reply(
                     StatusCode::NOT_FOUND,

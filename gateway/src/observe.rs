@@ -27,6 +27,9 @@ use crate::trace::{HopContext, OtlpExporter, SpanRecord, Tracer, TRACESTATE};
 /// Observability settings of the gateway process (command-line flags).
 #[derive(Debug, Clone)]
 pub struct ObserveOptions {
+    /// `--metrics`: record request metrics and serve `/metrics` (default on; off is the
+    /// baseline for measuring their cost).
+    pub metrics: bool,
     /// `--access-log`: off (default), stdout, stderr or a file path.
     pub access_log: AccessLogTarget,
     /// `--access-log-sample`: fraction of non-error requests logged (errors always are).
@@ -40,6 +43,7 @@ pub struct ObserveOptions {
 impl Default for ObserveOptions {
     fn default() -> Self {
         ObserveOptions {
+            metrics: true,
             access_log: AccessLogTarget::Off,
             access_log_sample: 1.0,
             otlp_endpoint: None,
@@ -61,7 +65,8 @@ pub enum ObserveError {
 /// The process's metrics, access log and tracer.
 #[derive(Debug)]
 pub struct Observability {
-    pub metrics: GatewayMetrics,
+    /// `None` with `--metrics off`.
+    pub metrics: Option<GatewayMetrics>,
     pub access_log: Option<AccessLog>,
     pub tracer: Tracer,
 }
@@ -69,10 +74,13 @@ pub struct Observability {
 impl Observability {
     /// Builds the registry and starts the access-log writer and span exporter as configured.
     pub fn start(opts: &ObserveOptions, runtime: &Runtime) -> Result<Observability, ObserveError> {
-        let metrics = GatewayMetrics::new()?;
+        let metrics = opts.metrics.then(GatewayMetrics::new).transpose()?;
         let gw = runtime.gateway();
         let (gateway, zone) = (gw.id.to_string(), gw.zone.clone().unwrap_or_default());
-        let dropped = metrics.access_log_dropped(&gateway, &zone);
+        let dropped = match &metrics {
+            Some(m) => m.access_log_dropped(&gateway, &zone),
+            None => prometheus::IntCounter::new("switchyard_access_log_dropped_total", "unused")?,
+        };
         let access_log = AccessLog::start(&opts.access_log, opts.access_log_sample, dropped)?;
         let exporter = match &opts.otlp_endpoint {
             Some(endpoint) => Some(OtlpExporter::start(
@@ -251,12 +259,13 @@ pub fn finish(live: &LiveConfig, session: &Session, f: Finished<'_>, obs: &mut R
         code: status.to_string(),
         reason: f.reason.map_or("ok", Reason::as_str),
     };
-    o.metrics.record(rt.info.number, key, labels, &sample);
-    if let (Some(Reason::Overflow), Some(b)) = (f.reason, f.backend) {
-        let limit = f.attempts.refused.map_or("max_requests", |l| l.as_str());
-        let zone = gw.zone.as_deref().unwrap_or_default();
-        o.metrics
-            .overflow(&gw.id.to_string(), zone, &b.id.to_string(), limit);
+    if let Some(m) = &o.metrics {
+        m.record(rt.info.number, key, labels, &sample);
+        if let (Some(Reason::Overflow), Some(b)) = (f.reason, f.backend) {
+            let limit = f.attempts.refused.map_or("max_requests", |l| l.as_str());
+            let zone = gw.zone.as_deref().unwrap_or_default();
+            m.overflow(&gw.id.to_string(), zone, &b.id.to_string(), limit);
+        }
     }
 
     let exported = o.tracer.exporter.as_ref();

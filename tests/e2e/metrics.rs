@@ -362,3 +362,25 @@ fn the_exposition_parser_reads_labels_and_escapes() {
     assert_eq!(s[1].1, 4.5);
     assert_eq!(s[2].0 .1["le"], "+Inf");
 }
+
+#[tokio::test]
+async fn metrics_off_serves_traffic_without_a_registry() {
+    let x = EchoBackend::start("x").await;
+    let files = [
+        ("backends.yaml", backend_yaml("x", &[x.addr()])),
+        ("a.yaml", route("a", "a.test", "x", "")),
+    ];
+    let port = free_port();
+    let h = Harness::start_with_args(
+        port,
+        crate::common::gateway_yaml(port),
+        &files,
+        &["--metrics", "off"],
+    )
+    .await;
+    assert_eq!(get(h.http, "a.test", "/", &[]).await.status, 200);
+    let r = h.gw.admin_get("/metrics").await.expect("GET /metrics");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Trace headers are still written.
+    assert!(x.requests()[0].headers.contains_key("traceparent"));
+}
