@@ -136,6 +136,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         grace_period: Duration::from_secs(1),
         identity: None,
         upgrade: Default::default(),
+        observe: Default::default(),
     })?;
     Ok(())
 }

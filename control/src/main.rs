@@ -242,6 +242,25 @@ pub struct GatewayArgs {
     /// Milliseconds of quiet after a file change before the set is re-read (standalone).
     #[arg(long, default_value_t = 200)]
     debounce_ms: u64,
+    /// Request metrics and the admin /metrics (on|off; off is the baseline for measuring
+    /// their cost).
+    #[arg(long, default_value = "on", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    metrics: bool,
+    /// Access log, one JSON line per request: off, stdout, stderr or a file path (appended;
+    /// reopened on SIGHUP or when moved).
+    #[arg(long, default_value = "off")]
+    access_log: switchyard_gateway::accesslog::AccessLogTarget,
+    /// Fraction (0..1) of successful requests written to the access log; errors (status 0
+    /// or >= 500, or any reason flag) are always written.
+    #[arg(long, default_value = "1", value_parser = switchyard_gateway::accesslog::parse_sample)]
+    access_log_sample: f64,
+    /// OTLP/HTTP collector (e.g. http://127.0.0.1:4318): exports one span per request.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
+    /// Fraction (0..1) of the traces this gateway starts that are sampled (exported); a
+    /// client's traceparent keeps its own decision.
+    #[arg(long, default_value = "1", value_parser = switchyard_gateway::accesslog::parse_sample)]
+    trace_sample: f64,
 }
 
 impl GatewayArgs {
@@ -295,6 +314,13 @@ impl GatewayArgs {
                 sock: self.upgrade_sock.clone(),
                 take_over: self.upgrade,
                 takeover_pid: self.takeover_pid,
+            },
+            observe: switchyard_gateway::observe::ObserveOptions {
+                metrics: self.metrics,
+                access_log: self.access_log.clone(),
+                access_log_sample: self.access_log_sample,
+                otlp_endpoint: self.otlp_endpoint.clone(),
+                trace_sample: self.trace_sample,
             },
         })
     }

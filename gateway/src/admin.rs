@@ -2,8 +2,8 @@
 //! loaded), the generation in force (`/config`) and the resilience state of every backend and
 //! endpoint (`/backends`: breaker counters, health, ejections, in-flight requests), the mesh
 //! identity (`/identity`: SPIFFE ID, certificate serial and expiry, bundle version, last
-//! renewal error) and `POST /explain` (a JSON [`crate::explain::Query`]): what the live generation would do with
-//! a request, and why.
+//! renewal error), the Prometheus metrics (`/metrics`) and `POST /explain` (a JSON
+//! [`crate::explain::Query`]): what the live generation would do with a request, and why.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -184,6 +184,18 @@ impl ServeHttp for AdminApp {
                     StatusCode::NOT_FOUND,
                     "text/plain",
                     b"no mesh identity\n".to_vec(),
+                ),
+            },
+            "/metrics" => match self.live.observability().and_then(|o| o.metrics.as_ref()) {
+                Some(m) => reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    m.render(&self.live),
+                ),
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    b"metrics are off\n".to_vec(),
                 ),
             },
             "/backends" => {

@@ -39,6 +39,11 @@ pub struct Attempts {
     pub recorded: bool,
     /// Why the last wanted retry was not sent, for the log.
     pub denied: Option<&'static str>,
+    /// When the current attempt started (its endpoint was picked), for the access log's
+    /// upstream timings.
+    pub started_at: Option<Instant>,
+    /// The circuit-breaker limit that refused the request, if one did (for the metrics).
+    pub refused: Option<Limit>,
     request: Option<Permit>,
     pending: Option<Permit>,
     connection: Option<Permit>,
@@ -73,8 +78,8 @@ impl Attempts {
     /// Takes the backend's `maxRequests` permit for the whole request.
     pub fn admit(&mut self, backend: &BackendRuntime) -> Result<(), Limit> {
         let cb = &backend.config.policy.circuit_breaker;
-        self.request =
-            breaker::acquire(backend.balancer.state(), Limit::Requests, cb.max_requests)?;
+        self.request = breaker::acquire(backend.balancer.state(), Limit::Requests, cb.max_requests)
+            .inspect_err(|l| self.refused = Some(*l))?;
         backend.balancer.state().budget.record_request(now_ms());
         Ok(())
     }
@@ -84,11 +89,14 @@ impl Attempts {
         self.count += 1;
         self.recorded = false;
         self.retry_status = false;
+        self.started_at = Some(Instant::now());
         let cb = &backend.config.policy.circuit_breaker;
         let state = backend.balancer.state();
         self.connection = None;
-        self.pending = breaker::acquire(state, Limit::Pending, cb.max_pending_requests)?;
-        self.connection = breaker::acquire(state, Limit::Connections, cb.max_connections)?;
+        self.pending = breaker::acquire(state, Limit::Pending, cb.max_pending_requests)
+            .inspect_err(|l| self.refused = Some(*l))?;
+        self.connection = breaker::acquire(state, Limit::Connections, cb.max_connections)
+            .inspect_err(|l| self.refused = Some(*l))?;
         Ok(())
     }
 

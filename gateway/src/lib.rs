@@ -6,6 +6,7 @@
 //! [`watch`] swaps in each new valid generation. Per-endpoint state lives in [`state`] and
 //! survives every swap.
 
+pub mod accesslog;
 pub mod admin;
 pub mod attempt;
 pub mod authz;
@@ -22,6 +23,7 @@ pub mod live;
 pub mod locality;
 pub mod metrics;
 pub mod mirror;
+pub mod observe;
 pub mod persist;
 pub mod pki;
 pub mod protocol;
@@ -36,6 +38,7 @@ pub mod source;
 pub mod state;
 pub mod subscribe;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod watch;
 

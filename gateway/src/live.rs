@@ -3,8 +3,8 @@
 //! and the record of the last reload attempt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use switchyard_config::Generation;
@@ -77,6 +77,10 @@ pub struct LiveConfig {
     status: Mutex<ReloadStatus>,
     /// Active health checks of the generation in force (`None` if the thread failed to start).
     health: Option<HealthChecks>,
+    /// When the generation in force was swapped in (Unix ms), for the metrics.
+    applied_at_ms: AtomicU64,
+    /// Metrics, access log and tracing, set once when the process starts serving.
+    observability: OnceLock<Arc<crate::observe::Observability>>,
 }
 
 impl LiveConfig {
@@ -107,6 +111,8 @@ impl LiveConfig {
             source,
             bound_ports,
             last_number: AtomicU64::new(number),
+            applied_at_ms: AtomicU64::new(unix_ms(SystemTime::now())),
+            observability: OnceLock::new(),
             staged: Mutex::new(None),
             status: Mutex::new(ReloadStatus::default()),
             health,
@@ -125,6 +131,21 @@ impl LiveConfig {
     /// The generation in force. Load once per request and keep the `Arc` for its whole life.
     pub fn current(&self) -> Arc<Runtime> {
         self.current.load_full()
+    }
+
+    /// When the generation in force was swapped in (Unix ms).
+    pub fn applied_at_ms(&self) -> u64 {
+        self.applied_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// Installs the process's metrics, access log and tracing (once; later calls are ignored).
+    pub fn observe_with(&self, observability: Arc<crate::observe::Observability>) {
+        let _ = self.observability.set(observability);
+    }
+
+    /// The process's metrics, access log and tracing, once installed.
+    pub fn observability(&self) -> Option<&Arc<crate::observe::Observability>> {
+        self.observability.get()
     }
 
     pub fn bound_ports(&self) -> &[u16] {
@@ -239,6 +260,7 @@ impl LiveConfig {
         }
         let old = self.current.swap(runtime);
         let at = SystemTime::now();
+        self.applied_at_ms.store(unix_ms(at), Ordering::Relaxed);
         {
             // A staged generation older than the one in force can never be committed.
             let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
@@ -277,4 +299,10 @@ impl LiveConfig {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

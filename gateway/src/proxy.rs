@@ -96,6 +96,8 @@ pub struct RequestCtx {
     authz: Option<Arc<switchyard_config::PortAuthz>>,
     /// When the request body must be complete (ClientTrafficPolicy `requestBody`).
     body_deadline: Option<Instant>,
+    /// Trace hop, upstream timings and connection reuse, for metrics and the access log.
+    obs: crate::observe::RequestObs,
 }
 
 /// A pingora error type for a response status that is being retried.
@@ -185,6 +187,7 @@ impl ProxyHttp for Gateway {
             source: Default::default(),
             authz: None,
             body_deadline: None,
+            obs: Default::default(),
         }
     }
 
@@ -346,12 +349,13 @@ impl ProxyHttp for Gateway {
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,
-        _reused: bool,
+        reused: bool,
         _peer: &HttpPeer,
         _fd: std::os::unix::io::RawFd,
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.obs.connected(reused, ctx.attempts.started_at);
         ctx.attempts.connected();
         Ok(())
     }
@@ -362,6 +366,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.obs.response_head(ctx.attempts.started_at);
         let Some((backend, _)) = &ctx.backend else {
             return Ok(());
         };
@@ -466,6 +471,8 @@ impl ProxyHttp for Gateway {
         }
         let east_west_hop = matches!(ctx.tier, Tier::Remote(_));
         crate::source::write_upstream(upstream, &ctx.source, east_west_hop)?;
+        ctx.obs
+            .upstream_request(&self.live, session.req_header(), upstream)?;
         if let (Some(rule), Some((_, i))) = (&ctx.rule, &ctx.backend) {
             let per_backend = rule.backends[*i].filters.iter();
             crate::filters::request_headers(upstream, rule.filters.iter().chain(per_backend))?;
@@ -543,6 +550,18 @@ impl ProxyHttp for Gateway {
         crate::sanitize::deadline::request_finished(session);
         ctx.in_flight = None;
         ctx.attempts.release();
+        let finished = crate::observe::Finished {
+            runtime: ctx.runtime.as_ref(),
+            rule: ctx.rule.as_ref(),
+            backend: ctx.backend.as_ref().map(|(b, _)| b),
+            tier: ctx.tier,
+            endpoint: ctx.endpoint,
+            reason: ctx.reason,
+            attempts: &ctx.attempts,
+            request_id: ctx.request_id.as_deref(),
+            started: ctx.started,
+        };
+        crate::observe::finish(&self.live, session, finished, &mut ctx.obs);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

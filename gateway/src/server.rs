@@ -66,6 +66,8 @@ pub struct GatewayOptions {
     /// Where the mesh identity's certificates come from (control service or local CA dir);
     /// started when the Gateway has an EastWest or mesh listener, or may fail over east-west.
     pub identity: Option<crate::pki::IdentityOptions>,
+    /// Access log, sampling, OTLP export and whether request metrics are on.
+    pub observe: crate::observe::ObserveOptions,
     /// Graceful upgrade: the upgrade socket, and whether this process takes over.
     pub upgrade: UpgradeOptions,
 }
@@ -104,6 +106,8 @@ pub enum ServeError {
     Upgrade(#[from] UpgradeError),
     #[error("cannot start a lifecycle thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
 }
 
 /// Runs the gateway; returns only when startup fails (serving ends the process).
@@ -140,6 +144,8 @@ pub fn serve(opts: GatewayOptions) -> Result<(), ServeError> {
         }
         ConfigSource::Control(sub) => (subscribe(sub.clone(), opts.gateway.clone())?, None),
     };
+    let observability = crate::observe::Observability::start(&opts.observe, &live.current())?;
+    live.observe_with(Arc::new(observability));
 
     // The mesh identity too (an upgrading process must not take the sockets without one).
     let runtime = live.current();

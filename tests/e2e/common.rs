@@ -75,13 +75,23 @@ impl Harness {
     }
 
     pub async fn start_with(port: u16, gateway: String, files: &[(&str, String)]) -> Harness {
+        Self::start_with_args(port, gateway, files, &[]).await
+    }
+
+    /// [`Harness::start_with`] with extra gateway arguments (e.g. `--access-log PATH`).
+    pub async fn start_with_args(
+        port: u16,
+        gateway: String,
+        files: &[(&str, String)],
+        extra: &[&str],
+    ) -> Harness {
         let dir = ConfigDir::new();
         dir.write("gateway.yaml", &gateway);
         for (name, yaml) in files {
             dir.write(name, yaml);
         }
         let admin = free_port();
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "gateway",
             "--config-dir",
             &dir.path().display().to_string(),
@@ -95,6 +105,7 @@ impl Harness {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
         let gw = GatewayProcess::start(&bin(), &args).await;
         let http = SocketAddr::from(([127, 0, 0, 1], port));
         wait_listening(http).await;

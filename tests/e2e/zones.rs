@@ -238,6 +238,34 @@ async fn local_preference_failover_and_failback() {
     mesh.wait_served_by("zone-a", "zone-b").await;
     let got = mesh.send("zone-a", 40).await;
     assert!(all_from(&got, "zone-b"), "{got:?}");
+    // Metrics: zone-a's gateway saw them answered from zone-b (the east-west hop), and zone-b's
+    // east-west listener served them from its own zone.
+    let scrape = |zone: &str| {
+        let gw = mesh.zone(zone).gw.as_ref().expect("running");
+        async move {
+            let r = gw.admin_get("/metrics").await.expect("GET /metrics");
+            crate::metrics::parse_exposition(&r.text())
+        }
+    };
+    let ok = [
+        ("route", "default/shop"),
+        ("backend", "default/cart"),
+        ("code", "200"),
+    ];
+    let a = scrape("zone-a").await;
+    let mut via_b = vec![("zone", "zone-a"), ("endpoint_zone", "zone-b")];
+    via_b.extend(ok);
+    assert!(crate::metrics::sum(&a, "switchyard_requests_total", &via_b) >= 40.0);
+    let b = scrape("zone-b").await;
+    let inbound = [
+        ("zone", "zone-b"),
+        ("listener", "east-west"),
+        ("route", ""),
+        ("backend", "default/cart"),
+        ("endpoint_zone", "zone-b"),
+        ("code", "200"),
+    ];
+    assert!(crate::metrics::sum(&b, "switchyard_requests_total", &inbound) >= 40.0);
 
     // They come back: failback, with no action.
     for e in &mesh.zone("zone-a").endpoints {

@@ -80,10 +80,8 @@ async fn the_gateway_admin_answers_the_probe_paths_of_the_manifests() {
     }
 }
 
-/// Needs the gateway's `/metrics` (issue 6's metrics registry, on another branch); the lead
-/// removes the `ignore` when merging it.
+/// The scrape path of the manifests serves catalogue metrics of the right types.
 #[tokio::test]
-#[ignore = "the admin listener's /metrics lands with the metrics registry (ops branch)"]
 async fn the_gateway_admin_serves_the_scrape_path_with_catalogue_metrics() {
     let (_, scrape) = gateway_paths();
     let (gw, _dir) = gateway().await;

@@ -93,7 +93,8 @@ pub const GATEWAY_METRICS: &[MetricDef] = &[
         name: "switchyard_upstream_requests_in_flight",
         kind: MetricKind::Gauge,
         labels: BACKEND_LABELS,
-        help: "Requests in flight to a backend (the circuit breaker's maxRequests count).",
+        help:
+            "Requests in flight to a backend's endpoints (local and other zones), read at scrape.",
     },
     MetricDef {
         name: "switchyard_outlier_ejections_total",
@@ -124,6 +125,12 @@ pub const GATEWAY_METRICS: &[MetricDef] = &[
         kind: MetricKind::Gauge,
         labels: &["gateway", "zone"],
         help: "When the applied generation was swapped in (Unix time).",
+    },
+    MetricDef {
+        name: "switchyard_access_log_dropped_total",
+        kind: MetricKind::Counter,
+        labels: &["gateway", "zone"],
+        help: "Access-log lines dropped because the writer fell behind (the request never waits).",
     },
 ];
 

@@ -106,12 +106,23 @@ pub struct BackendOutlier {
     degraded: AtomicU32,
     last_sweep: AtomicU64,
     sweeping: AtomicBool,
+    /// Ejections of the backend's endpoints since the process started (the metrics' counter).
+    ejected_total: AtomicU64,
 }
 
 impl BackendOutlier {
     /// Whether any endpoint of the backend is out of rotation (a hint: picks then check each).
     pub fn is_degraded(&self) -> bool {
         self.degraded.load(Relaxed) > 0
+    }
+
+    /// Ejections of the backend's endpoints so far (re-ejections after a failed trial too).
+    pub fn ejections_total(&self) -> u64 {
+        self.ejected_total.load(Relaxed)
+    }
+
+    fn count_ejection(&self) {
+        self.ejected_total.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn mark_degraded(&self) {
@@ -142,6 +153,7 @@ pub fn record(cfg: &OutlierDetection, peers: &Peers<'_>, me: usize, outcome: Out
         if now >= until && state.trial.load(Relaxed) != 0 {
             // The half-open trial's answer.
             if outcome.is_failure() {
+                peers.backend.count_ejection();
                 eject(cfg, state, address, "failed its half-open trial", now);
             } else {
                 readmit(peers.backend, state);
@@ -196,6 +208,7 @@ fn try_eject(cfg: &OutlierDetection, peers: &Peers<'_>, me: usize, why: &str, no
         return false; // another request ejected it first
     }
     peers.backend.mark_degraded();
+    peers.backend.count_ejection();
     eject(cfg, state, address, why, now);
     true
 }
@@ -370,6 +383,8 @@ mod tests {
         }
         let out = states.iter().filter(|s| s.is_ejected()).count();
         assert_eq!(out, 2);
+        // Endpoint 0 twice (the failed trial counts), then 1 and 2; 3 was refused.
+        assert_eq!(backend.ejections_total(), 4);
     }
 
     #[test]
