@@ -56,14 +56,6 @@ pub fn outbound_peer(peer: &mut HttpPeer, zone: &str, mesh: Option<&MeshIdentity
     Ok(())
 }
 
-/// The bit of `tier` in a request's set of failed remote tiers (0 for the local tier).
-pub fn tier_bit(tier: Tier) -> u64 {
-    match tier {
-        Tier::Remote(i) if i < 64 => 1 << i,
-        _ => 0,
-    }
-}
-
 /// Names the backend for the remote gateway on an outbound east-west hop; removes the name
 /// before an inbound east-west request goes to a local endpoint.
 pub fn upstream_headers(

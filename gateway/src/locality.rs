@@ -93,6 +93,25 @@ pub struct RemoteZone {
     pub peers: Vec<HttpPeer>,
 }
 
+/// What failed earlier in this request: remote tiers (bit i: `BackendRuntime::remote[i]`) and
+/// the number of failed attempts on local endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failed {
+    pub remote: u64,
+    pub local: u32,
+}
+
+impl Failed {
+    /// Records a failed attempt on `tier`.
+    pub fn record(&mut self, tier: Tier) {
+        match tier {
+            Tier::Local => self.local = self.local.saturating_add(1),
+            Tier::Remote(i) if i < 64 => self.remote |= 1 << i,
+            Tier::Remote(_) => {}
+        }
+    }
+}
+
 /// Which target an attempt went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
@@ -179,15 +198,17 @@ fn path_id(backend: &ObjRef, zone: &str) -> ObjRef {
     )
 }
 
-/// Picks the target of an attempt: the local zone while it has enough endpoints in rotation,
-/// else the first remote zone in order whose path is up and did not already fail this request
-/// (`failed` is a bit set of remote tiers), else the local zone in panic mode.
+/// Picks the target of an attempt: the local zone while it has enough endpoints in rotation
+/// and this request has not already failed on as many local endpoints as are in rotation
+/// (so a retry moves on to another zone once local endpoints that are dead but not yet
+/// detected have been tried), else the first remote zone in order whose path is up and did
+/// not already fail this request, else the local zone in panic mode.
 /// `previous` is the last attempt's target, avoided when another exists.
 pub fn choose(
     backend: &BackendRuntime,
     key: Option<&[u8]>,
     previous: Option<(Tier, usize)>,
-    failed: u64,
+    failed: Failed,
 ) -> Result<(Tier, usize), NoPick> {
     let local = &backend.balancer;
     let avoid_local = match previous {
@@ -201,13 +222,14 @@ pub fn choose(
     }
     let (available, total) = local.availability();
     let min = u64::from(backend.config.policy.locality.min_healthy_percent);
-    if available > 0 && available as u64 * 100 >= min * total as u64 {
+    let untried = available > failed.local as usize;
+    if untried && available as u64 * 100 >= min * total as u64 {
         if let Ok(i) = local.pick_in_rotation(key, avoid_local, false) {
             return Ok((Tier::Local, i));
         }
     }
     for (t, zone) in backend.remote.iter().enumerate() {
-        if t < 64 && failed & (1 << t) != 0 {
+        if t < 64 && failed.remote & (1 << t) != 0 {
             continue;
         }
         let avoid = match previous {
@@ -292,6 +314,13 @@ mod tests {
         }
     }
 
+    fn remote(bits: u64) -> Failed {
+        Failed {
+            remote: bits,
+            local: 0,
+        }
+    }
+
     fn set_health(b: &BackendRuntime, i: usize, healthy: bool) {
         let e = &b.balancer.endpoints[i];
         if e.state.healthy.swap(healthy, Relaxed) != healthy {
@@ -349,26 +378,38 @@ mod tests {
         let registry = StateRegistry::default();
         let b = runtime(backend(Locality::default()), &registry);
         for _ in 0..20 {
-            assert_eq!(choose(&b, None, None, 0).unwrap().0, Tier::Local);
+            assert_eq!(
+                choose(&b, None, None, Failed::default()).unwrap().0,
+                Tier::Local
+            );
         }
         // One local endpoint left: still local (default minHealthyPercent 1).
         set_health(&b, 0, false);
         set_health(&b, 1, false);
         for _ in 0..20 {
-            assert_eq!(choose(&b, None, None, 0).unwrap(), (Tier::Local, 2));
+            assert_eq!(
+                choose(&b, None, None, Failed::default()).unwrap(),
+                (Tier::Local, 2)
+            );
         }
         // None left: the first remote zone, then the next when this request saw it fail.
         set_health(&b, 2, false);
-        assert_eq!(choose(&b, None, None, 0).unwrap(), (Tier::Remote(0), 0));
         assert_eq!(
-            choose(&b, None, Some((Tier::Remote(0), 0)), 0b1).unwrap(),
+            choose(&b, None, None, Failed::default()).unwrap(),
+            (Tier::Remote(0), 0)
+        );
+        assert_eq!(
+            choose(&b, None, Some((Tier::Remote(0), 0)), remote(0b1)).unwrap(),
             (Tier::Remote(1), 0)
         );
         // Both remote paths failed this request: the local zone in panic mode.
-        assert_eq!(choose(&b, None, None, 0b11).unwrap().0, Tier::Local);
+        assert_eq!(choose(&b, None, None, remote(0b11)).unwrap().0, Tier::Local);
         // Failback as soon as a local endpoint is back.
         set_health(&b, 1, true);
-        assert_eq!(choose(&b, None, None, 0).unwrap(), (Tier::Local, 1));
+        assert_eq!(
+            choose(&b, None, None, Failed::default()).unwrap(),
+            (Tier::Local, 1)
+        );
     }
 
     #[test]
@@ -389,7 +430,10 @@ mod tests {
         }
         assert!(zone_b.endpoints[0].state.outlier.is_ejected());
         for _ in 0..10 {
-            assert_eq!(choose(&b, None, None, 0).unwrap(), (Tier::Remote(1), 0));
+            assert_eq!(
+                choose(&b, None, None, Failed::default()).unwrap(),
+                (Tier::Remote(1), 0)
+            );
         }
     }
 
@@ -405,10 +449,16 @@ mod tests {
         );
         set_health(&b, 0, false);
         // 2 of 3 available (67%): local.
-        assert_eq!(choose(&b, None, None, 0).unwrap().0, Tier::Local);
+        assert_eq!(
+            choose(&b, None, None, Failed::default()).unwrap().0,
+            Tier::Local
+        );
         set_health(&b, 1, false);
         // 1 of 3 (33%) < 50%: the next zone.
-        assert_eq!(choose(&b, None, None, 0).unwrap().0, Tier::Remote(0));
+        assert_eq!(
+            choose(&b, None, None, Failed::default()).unwrap().0,
+            Tier::Remote(0)
+        );
     }
 
     #[test]
@@ -458,5 +508,20 @@ mod tests {
         // No address to dial (and our own zone) is no path.
         assert!(!p.contains_key("zone-d") && !p.contains_key("zone-a"));
         assert!(east_west_paths(&g, None).is_empty());
+    }
+
+    #[test]
+    fn a_retry_leaves_the_zone_once_its_endpoints_in_rotation_have_failed() {
+        let registry = StateRegistry::default();
+        let b = runtime(backend(Locality::default()), &registry);
+        // Three local endpoints in rotation (dead, but not detected yet).
+        let mut failed = Failed::default();
+        for _ in 0..3 {
+            assert_eq!(choose(&b, None, None, failed).unwrap().0, Tier::Local);
+            failed.record(Tier::Local);
+        }
+        assert_eq!(choose(&b, None, None, failed).unwrap().0, Tier::Remote(0));
+        failed.record(Tier::Remote(0));
+        assert_eq!(choose(&b, None, None, failed).unwrap().0, Tier::Remote(1));
     }
 }

@@ -79,8 +79,8 @@ pub struct RequestCtx {
     endpoint: Option<usize>,
     /// The zone tier of `endpoint`.
     tier: Tier,
-    /// Remote tiers that failed during this request (bit i: `backend.remote[i]`).
-    failed_tiers: u64,
+    /// What failed earlier in this request (remote tiers, local attempts).
+    failed: locality::Failed,
     /// The request came in on an east-west listener: local endpoints only.
     east_west_in: bool,
     in_flight: Option<InFlight>,
@@ -176,7 +176,7 @@ impl ProxyHttp for Gateway {
             request_id: None,
             endpoint: None,
             tier: Tier::Local,
-            failed_tiers: 0,
+            failed: locality::Failed::default(),
             east_west_in: false,
             in_flight: None,
             connect_failed: false,
@@ -313,7 +313,7 @@ impl ProxyHttp for Gateway {
                 .pick_in_rotation(key.as_deref(), ctx.endpoint, false)
                 .map(|i| (Tier::Local, i))
         } else {
-            locality::choose(backend, key.as_deref(), previous, ctx.failed_tiers)
+            locality::choose(backend, key.as_deref(), previous, ctx.failed)
         };
         let (tier, i) = match picked {
             Ok(p) => p,
@@ -375,7 +375,7 @@ impl ProxyHttp for Gateway {
         ctx.attempts
             .record(backend, ctx.tier, ctx.endpoint, outcome);
         if (502..=504).contains(&status) {
-            ctx.failed_tiers |= eastwest::tier_bit(ctx.tier);
+            ctx.failed.record(ctx.tier);
         }
         let Some(rule) = &ctx.rule else {
             return Ok(());
@@ -422,7 +422,7 @@ impl ProxyHttp for Gateway {
             (Some((backend, _)), rule) => {
                 ctx.attempts
                     .record(backend, ctx.tier, ctx.endpoint, Outcome::GatewayError);
-                ctx.failed_tiers |= eastwest::tier_bit(ctx.tier);
+                ctx.failed.record(ctx.tier);
                 let Some(rule) = rule else {
                     e.set_retry(false);
                     return e;
@@ -509,7 +509,7 @@ impl ProxyHttp for Gateway {
             (Some((backend, _)), rule) => {
                 ctx.attempts
                     .record(backend, ctx.tier, ctx.endpoint, Outcome::GatewayError);
-                ctx.failed_tiers |= eastwest::tier_bit(ctx.tier);
+                ctx.failed.record(ctx.tier);
                 rule.as_ref().is_some_and(|rule| {
                     ctx.attempts
                         .should_retry(rule, backend, Failure::ConnectFailure, true)

@@ -195,13 +195,48 @@ impl Mesh {
         out
     }
 
-    /// Polls until a request via `via` is served by an endpoint of zone `zone`.
-    async fn wait_served_by(&self, via: &str, zone: &str) {
+    /// Waits until zone `zone`'s gateway counts none of its local endpoints of `cart` as
+    /// available (its health checks noticed they died).
+    async fn wait_local_down(&self, zone: &str) {
+        let gw = self.zone(zone).gw.as_ref().expect("gateway running");
         let deadline = Instant::now() + SETTLE;
         loop {
-            let got = self.send(via, 1).await;
-            if got[0].starts_with(zone) {
+            let body = gw.admin_get("/backends").await.map(|r| r.json());
+            let down = body.as_ref().is_ok_and(|b| {
+                b["backends"].as_array().is_some_and(|list| {
+                    list.iter()
+                        .filter(|x| x["backend"] == "default/cart")
+                        .all(|x| {
+                            x["endpoints"].as_array().is_some_and(|e| {
+                                e.iter().all(|e| e["available"] == false)
+                            })
+                        })
+                })
+            });
+            if down {
                 return;
+            }
+            assert!(Instant::now() < deadline, "{zone}'s endpoints never went down: {body:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls until a request via `via` is served by an endpoint of zone `zone`; returns how
+    /// many requests failed meanwhile (printed with the time it took, with `--nocapture`).
+    async fn wait_served_by(&self, via: &str, zone: &str) -> u32 {
+        let started = Instant::now();
+        let deadline = started + SETTLE;
+        let (mut sent, mut failed) = (0, 0);
+        loop {
+            let got = self.send(via, 1).await;
+            sent += 1;
+            if got[0].starts_with(zone) {
+                let took = started.elapsed();
+                eprintln!("traffic via {via} reached {zone} after {took:?} ({failed} of {sent} requests failed meanwhile)");
+                return failed;
+            }
+            if got[0].starts_with("status") || got[0].starts_with("error") {
+                failed += 1;
             }
             assert!(
                 Instant::now() < deadline,
@@ -235,7 +270,9 @@ async fn local_preference_failover_and_failback() {
     for e in &mesh.zone("zone-a").endpoints {
         e.kill().await;
     }
-    mesh.wait_served_by("zone-a", "zone-b").await;
+    // Before the health checks notice, a retry has tried both dead local endpoints and moves
+    // on to zone-b: no request fails.
+    assert_eq!(mesh.wait_served_by("zone-a", "zone-b").await, 0);
     let got = mesh.send("zone-a", 40).await;
     assert!(all_from(&got, "zone-b"), "{got:?}");
     // Metrics: zone-a's gateway saw them answered from zone-b (the east-west hop), and zone-b's
@@ -271,7 +308,7 @@ async fn local_preference_failover_and_failback() {
     for e in &mesh.zone("zone-a").endpoints {
         e.restart().await;
     }
-    mesh.wait_served_by("zone-a", "zone-a").await;
+    assert_eq!(mesh.wait_served_by("zone-a", "zone-a").await, 0);
     let got = mesh.send("zone-a", 40).await;
     assert!(all_from(&got, "zone-a"), "{got:?}");
 }
@@ -282,6 +319,7 @@ async fn a_dead_remote_gateway_moves_failover_to_the_next_zone() {
     for e in &mesh.zone("zone-a").endpoints {
         e.kill().await;
     }
+    mesh.wait_local_down("zone-a").await;
     mesh.wait_served_by("zone-a", "zone-b").await;
     // zone-b's gateway dies (its endpoint is fine): connect failures to its east-west address
     // are retried on zone-c at once and eject the path, so no request fails.
