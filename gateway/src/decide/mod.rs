@@ -156,7 +156,8 @@ pub fn route(
         set_cookie: choice.set_cookie,
         ..Routed::new(Outcome::Proxy)
     };
-    if backend.balancer.is_empty() {
+    // No endpoint in this zone is fine while other zones can serve it (locality).
+    if backend.balancer.is_empty() && backend.remote.is_empty() {
         routed.outcome = Outcome::Reply {
             status: Reason::NoEndpoints.status(),
             reason: Reason::NoEndpoints,
