@@ -182,7 +182,8 @@ impl Gateway {
             ctx.rule = Some(rule);
             return Decision::Reply(500, Some(Reason::NoBackend), None);
         };
-        if backend.balancer.is_empty() {
+        // No endpoint in this zone is fine while other zones can serve it (locality).
+        if backend.balancer.is_empty() && backend.remote.is_empty() {
             ctx.rule = Some(rule);
             return Decision::Reply(500, Some(Reason::NoEndpoints), None);
         }

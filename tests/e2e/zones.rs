@@ -3,10 +3,12 @@
 //! (`switchyard cert init-ca`), and has an HTTP listener and a `switchyard.dev/EastWest`
 //! listener. Backend `cart` has two endpoints in zone-a and one each in zone-b and zone-c
 //! ([`FaultyBackend`]s that die and come back on cue), with fast active health checks.
+//! Backend `stock` has a single endpoint, zone-b's.
 //!
-//! Shown: local preference; failover to zone-b when every zone-a endpoint dies and failback when
-//! they return; failover moving on to zone-c when zone-b's gateway itself dies; and no loops:
-//! an east-west request is served from the receiving zone only, never forwarded again.
+//! Shown: local preference; a backend with no endpoint in a zone is served from another;
+//! failover to zone-b when every zone-a endpoint dies and failback when they return; failover
+//! moving on to zone-c when zone-b's gateway itself dies; and no loops: an east-west request
+//! is served from the receiving zone only, never forwarded again.
 //! Every wait is bounded.
 
 use std::net::SocketAddr;
@@ -22,6 +24,8 @@ use tempfile::TempDir;
 use crate::common::bin;
 
 const HOST: &str = "shop.test";
+/// Route to Backend `stock`, whose only endpoint is zone-b's.
+const STOCK_HOST: &str = "stock.test";
 const TRUST_DOMAIN: &str = "mesh.test";
 /// Bound on waiting for health checks and outlier detection to move traffic.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -83,6 +87,13 @@ fn files(zones: &[Zone]) -> String {
         .collect();
     s.push_str(&format!(
         "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: shop}}\nspec:\n  parentRefs: [{}]\n  hostnames: [{HOST}]\n  rules:\n    - backendRefs: [{{group: switchyard.dev, kind: Backend, name: cart}}]\n      retry: {{attempts: 2}}\n",
+        parents.join(", ")
+    ));
+    let b = &zones[1];
+    s.push_str(&format!(
+        "---\napiVersion: switchyard.dev/v1alpha1\nkind: Backend\nmetadata: {{name: stock}}\nspec:\n  endpoints: [{{address: \"{}\", zone: {}}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: stock}}\nspec:\n  parentRefs: [{}]\n  hostnames: [{STOCK_HOST}]\n  rules:\n    - backendRefs: [{{group: switchyard.dev, kind: Backend, name: stock}}]\n",
+        b.endpoints[0].addr(),
+        b.name,
         parents.join(", ")
     ));
     s.push_str("---\napiVersion: switchyard.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: shop}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: shop}]\n  retry: {on: [connect-failure, reset, gateway-error]}\n");
@@ -246,6 +257,29 @@ async fn local_preference_failover_and_failback() {
     mesh.wait_served_by("zone-a", "zone-a").await;
     let got = mesh.send("zone-a", 40).await;
     assert!(all_from(&got, "zone-a"), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_with_no_endpoint_in_the_zone_is_served_from_another_zone() {
+    let mesh = Mesh::start().await;
+    // `stock` lives in zone-b only: zone-a's and zone-c's gateways have nothing local for it
+    // and send it through zone-b's east-west listener; zone-b serves it locally.
+    let before = mesh.zone("zone-b").endpoints[0].traffic_requests();
+    for via in ["zone-a", "zone-c", "zone-b"] {
+        for _ in 0..10 {
+            let r = try_get(mesh.zone(via).http, STOCK_HOST, "/", &[])
+                .await
+                .expect("response");
+            assert_eq!(
+                (r.status.as_u16(), r.header("x-backend")),
+                (200, Some("zone-b-0")),
+                "via {via}: {:?}",
+                r.header("x-switchyard-error")
+            );
+        }
+    }
+    let after = mesh.zone("zone-b").endpoints[0].traffic_requests();
+    assert_eq!(after - before, 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
