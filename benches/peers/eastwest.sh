@@ -136,9 +136,22 @@ if sys.argv[3] == "": print("%.1f" % (100.0 * steal / tot) if tot > 0 else -1)
 else: print(round(100.0 * (tot - idle) / tot) if tot > 0 else -1)
 EOF
 }
+diagnose() {  # diagnose OUT: what the gateways were doing when requests failed or hung
+  {
+    date -u +%T.%N; uptime
+    for n in a b; do
+      local pid adm; if [[ $n == a ]]; then pid=$A_PID adm=$A_ADMIN; else pid=$B_PID adm=$B_ADMIN; fi
+      echo "== gw-$n pid $pid: admin /healthz $(curl -s -o /dev/null -w '%{http_code} in %{time_total}s' --max-time 5 "http://$adm/healthz" || true)"
+      grep -E '^(State|Threads|voluntary|nonvoluntary)' "/proc/$pid/status" 2>/dev/null || echo "gone"
+      for t in /proc/"$pid"/task/*; do echo "task ${t##*/} $(cat "$t/comm" 2>/dev/null) $(cut -d' ' -f3 "$t/stat" 2>/dev/null) wchan=$(cat "$t/wchan" 2>/dev/null)"; done
+    done
+    echo "== sockets on the east-west port"; ss -Htanp "( dport = :$EW_PORT or sport = :$EW_PORT )" 2>/dev/null | awk '{print $1, $2, $3}' | sort | uniq -c || true
+    echo "== sockets on gw-a's and gw-b's HTTP ports"; ss -Htan "( sport = :$A_PORT or sport = :$B_PORT )" 2>/dev/null | awk '{print $1, $2, $3}' | sort | uniq -c || true
+  } >"$1" 2>&1 || true
+}
 proc_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }  # utime+stime
-served() {  # served ADMIN -> requests the Backend's zone-b endpoint has served per this gateway ("-" if none listed)
-  curl -s --max-time 2 "http://$1/backends" | python3 -c '
+served() {  # served ADMIN -> requests the Backend's zone-b endpoint has served per this gateway ("-" if none listed, "?" if no answer)
+  { curl -s --max-time 5 "http://$1/backends" || true; } | python3 -c '
 import json, sys
 try: d = json.load(sys.stdin)
 except ValueError: print("?"); sys.exit()
@@ -371,6 +384,7 @@ load() {  # load ROUND PATH(one|two): a warm-up, then one measured wrk run
   c0=$(cpu_busy "$s0" "$s1" 0); c1=$(cpu_busy "$s0" "$s1" 1); st=$(cpu_busy "$s0" "$s1" "")
   line=$(grep '^RESULT' "$TMP/$tag.txt" || echo "RESULT rps=0 reqs=0 p50=0 p99=0 p999=0 max=0 sockerr=0 non2xx=-1")
   eval "${line#RESULT }"
+  if (( sockerr + non2xx != 0 )); then diagnose "$TMP/$tag.diag"; log "[$MODE] round $r path $path: $((sockerr + non2xx)) errors; diagnostics in $TMP/$tag.diag"; fi
   local rrps=- rp50=- rp99=- rerr=- d
   if (( RATE > 0 )); then  # the paced run: latency without queueing
     d=$(( CONNS * 1000 / RATE )); (( d >= 1 )) || d=1
@@ -379,6 +393,7 @@ load() {  # load ROUND PATH(one|two): a warm-up, then one measured wrk run
       "$url" >"$TMP/$tag.rate.txt" 2>&1 || true
     line=$(grep '^RESULT' "$TMP/$tag.rate.txt" || echo "RESULT rps=0 reqs=0 p50=0 p99=0 p999=0 max=0 sockerr=0 non2xx=-1")
     read -r rrps rp50 rp99 rerr < <(eval "${line#RESULT }"; echo "$rps $p50 $p99 $((sockerr + non2xx))")
+    if [[ $rerr != 0 ]]; then diagnose "$TMP/$tag.rate.diag"; log "[$MODE] round $r path $path paced: $rerr errors; diagnostics in $TMP/$tag.rate.diag"; fi
   fi
   us() { awk -v a="$1" -v b="$2" -v n="$reqs" -v hz="$HZ" 'BEGIN{printf "%.1f", (n > 0 ? (b-a)/hz*1e6/n : 0)}'; }
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$MODE" "$r" "$path" \
