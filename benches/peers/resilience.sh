@@ -21,6 +21,10 @@
 #     so the two share CPU $PROXY_CPU and the same machine noise; compare gateway CPU us/req)
 #   AA=0 (1: A/A calibration, the "full" gateway gets the plain config too, so the ratio shows the noise)
 #   WAIT_QUIET=0 (s to wait, before the load, until no CPU is more than QUIET_MAX=10 % busy)
+#   SUITE=resilience | observability (both gateways run the plain config; "plain" runs with
+#     --metrics off --access-log off, "full" with metrics on, a JSON access log to a file for
+#     every request, and trace context on every request: the hot-path cost of issue 6's
+#     observability; target >= 0.95; results go to benches/results/observability-<date>.md)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -52,7 +56,10 @@ RESULTS_APPEND=${RESULTS_APPEND:-0}
 KEEP=${KEEP:-1}
 BENCH_CACHE=${BENCH_CACHE:-$HOME/.cache/peers-bench}
 UPSTREAM_DIR=${UPSTREAM_DIR:-$BENCH_CACHE/upstream}
-RESULTS_MD=${RESULTS_MD:-$REPO/benches/results/resilience-$(date -u +%F).md}
+SUITE=${SUITE:-resilience}
+[[ $SUITE =~ ^(resilience|observability)$ ]] || { echo "SUITE must be resilience or observability" >&2; exit 1; }
+if [[ $SUITE == observability ]]; then TARGET=0.95; else TARGET=0.9; fi
+RESULTS_MD=${RESULTS_MD:-$REPO/benches/results/$SUITE-$(date -u +%F).md}
 
 log() { printf '[resilience %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -259,6 +266,8 @@ PLAIN=$TMP/plain FULL=$TMP/full PROBE=$TMP/probe
 write_plain "$PLAIN" "$PLAIN_PORT"
 if [[ $AA == 1 ]]; then
   write_plain "$FULL" "$FULL_PORT"; log "AA=1: the full gateway runs the plain config (calibration)"
+elif [[ $SUITE == observability ]]; then
+  write_plain "$FULL" "$FULL_PORT"; log "SUITE=observability: both gateways run the plain config; full has metrics, access log and tracing on"
 else
   write_full "$FULL" "$FULL_PORT"
 fi
@@ -286,12 +295,23 @@ log "plain, full and probe configs valid"
 start_bg upstream "$LOAD_CPU" "$UP_BIN" "$UP_ADDR" 13
 UP_PID=$LAST_PID
 wait_code 200 "http://$UP_ADDR/" 10 || die "upstream did not come up (see $TMP/upstream.log)"
-gw() {  # gw NAME DIR ADMIN -> LAST_PID
-  start_bg "$1" "$PROXY_CPU" env RUST_LOG="$GATEWAY_LOG" "$BIN" gateway --config-dir "$2" --admin "$3" --threads 1 --grace-period 1
+# Per-gateway flags: the observability suite turns metrics, the access log and tracing off on
+# "plain" and on on "full" (AA=1: both off).
+PLAIN_FLAGS=() FULL_FLAGS=()
+if [[ $SUITE == observability ]]; then
+  PLAIN_FLAGS=(--metrics off --access-log off)
+  if [[ $AA == 1 ]]; then FULL_FLAGS=("${PLAIN_FLAGS[@]}")
+  else FULL_FLAGS=(--metrics on --access-log "$TMP/access-full.log" --access-log-sample 1 --trace-sample 1); fi
+  # OBS_FULL_FLAGS replaces the full gateway's flags (one feature at a time); {TMP} is the run dir.
+  if [[ -n ${OBS_FULL_FLAGS:-} ]]; then read -r -a FULL_FLAGS <<<"${OBS_FULL_FLAGS//\{TMP\}/$TMP}"; fi
+fi
+gw() {  # gw NAME DIR ADMIN [FLAGS...] -> LAST_PID
+  local name=$1 dir=$2 admin=$3; shift 3
+  start_bg "$name" "$PROXY_CPU" env RUST_LOG="$GATEWAY_LOG" "$BIN" gateway --config-dir "$dir" --admin "$admin" --threads 1 --grace-period 1 "$@"
 }
 gw probe "$PROBE" "$PROBE_ADMIN"; PROBE_PID=$LAST_PID
-gw plain-0 "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID
-gw full-0 "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID
+gw plain-0 "$PLAIN" "$PLAIN_ADMIN" "${PLAIN_FLAGS[@]}"; PLAIN_PID=$LAST_PID
+gw full-0 "$FULL" "$FULL_ADMIN" "${FULL_FLAGS[@]}"; FULL_PID=$LAST_PID
 PLAIN_URL=http://127.0.0.1:$PLAIN_PORT/ FULL_URL=http://127.0.0.1:$FULL_PORT/ PROBE_URL=http://127.0.0.1:$PROBE_PORT/
 
 # ------------------------------------------------------------------------ checks ----
@@ -305,18 +325,28 @@ wait_code 200 "$FULL_URL" 15 || die "full gateway did not answer 200 (see $TMP/f
 wait_code 418 "$PROBE_URL" 15 || die "probe gateway (fault abort 100%) did not answer 418 (see $TMP/probe.log)"
 check "plain GET /" 200 "$(code_of "$PLAIN_URL")"
 check "full GET /" 200 "$(code_of "$FULL_URL")"
+if [[ $SUITE == observability ]]; then
+  stop_pid "$PROBE_PID"
+  check "plain: /metrics is off" 404 "$(code_of "http://$PLAIN_ADMIN/metrics")"
+  if [[ $AA != 1 && -z ${OBS_FULL_FLAGS:-} ]]; then
+    check "full: /metrics answers" 200 "$(code_of "http://$FULL_ADMIN/metrics")"
+    sleep 1.5
+    check "full: the access log has JSON lines" 1 "$( [[ -s $TMP/access-full.log ]] && head -1 "$TMP/access-full.log" | python3 -c 'import json,sys; json.loads(sys.stdin.readline()); print(1)' 2>/dev/null || echo 0)"
+  fi
+else
 check "full GET / pinned to backend canary (x-canary: canary)" 200 "$(code_of -H 'x-canary: canary' "$FULL_URL")"
 check "full GET / pinned to backend upstream (x-canary: upstream)" 200 "$(code_of -H 'x-canary: upstream' "$FULL_URL")"
 check "full GET / sticky (x-user-id: u1)" 200 "$(code_of -H 'x-user-id: u1' "$FULL_URL")"
 check "probe (full config with fault abort 100%) GET /" 418 "$(code_of "$PROBE_URL")"
 stop_pid "$PROBE_PID"
+fi
 # Health checks: the full gateway probes both Backends (one address) over TCP every second, so the
 # upstream's accepted-connection counter grows by about 2/s while nothing else connects.
 c0=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns"); sleep 3.2
 c1=$(curl -s --max-time 2 "http://$UP_ADDR/__bench/conns")
 hc=$(( c1 - c0 - 1 ))   # -1: the second probe's own connection
-if [[ $AA == 1 ]]; then
-  log "AA=1: no health-check check ($hc new upstream connections in 3.2 s idle)"
+if [[ $AA == 1 || $SUITE == observability ]]; then
+  log "no health-check check in this mode ($hc new upstream connections in 3.2 s idle)"
 elif (( hc >= 2 )); then
   check "full: active TCP health checks reach the upstream (new upstream connections in 3.2 s idle: $hc)" ">=2" ">=2"
 else
@@ -399,9 +429,9 @@ load() {  # load ROUND NAME... : a warm-up, then one measured wrk per NAME, all 
 }
 start_gateways() {  # start_gateways TAG FIRST: a fresh plain and full gateway, FIRST (plain|full) started first
   if [[ $2 == plain ]]; then
-    gw "plain-$1" "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID; gw "full-$1" "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID
+    gw "plain-$1" "$PLAIN" "$PLAIN_ADMIN" "${PLAIN_FLAGS[@]}"; PLAIN_PID=$LAST_PID; gw "full-$1" "$FULL" "$FULL_ADMIN" "${FULL_FLAGS[@]}"; FULL_PID=$LAST_PID
   else
-    gw "full-$1" "$FULL" "$FULL_ADMIN"; FULL_PID=$LAST_PID; gw "plain-$1" "$PLAIN" "$PLAIN_ADMIN"; PLAIN_PID=$LAST_PID
+    gw "full-$1" "$FULL" "$FULL_ADMIN" "${FULL_FLAGS[@]}"; FULL_PID=$LAST_PID; gw "plain-$1" "$PLAIN" "$PLAIN_ADMIN" "${PLAIN_FLAGS[@]}"; PLAIN_PID=$LAST_PID
   fi
   wait_code 200 "$PLAIN_URL" 15 || die "plain gateway did not answer 200 (see $TMP/plain-$1.log)"
   wait_code 200 "$FULL_URL" 15 || die "full gateway did not answer 200 (see $TMP/full-$1.log)"
@@ -436,6 +466,28 @@ ELAPSED=$((SECONDS - T0))
 VERSION=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo dev)
 BUILT=$(date -u -r "$BIN" '+%F %T UTC')
 printf '%s\n' "${CHECKS[@]}" >"$TMP/checks.txt"
+ACCESS_LINES=$( [[ -f $TMP/access-full.log ]] && wc -l <"$TMP/access-full.log" || echo 0 )
+if [[ $SUITE == observability ]]; then
+  TITLE="Observability hot-path cost"
+  CONFIGS='- **plain** and **full** run the same config (Gateway, one Backend -> upstream, one HTTPRoute
+  `/`). **plain**: `--metrics off --access-log off`. **full**: `--metrics on` (every request
+  recorded in the Prometheus series of gateway/src/metrics/catalogue.rs), `--access-log FILE
+  --access-log-sample 1` (one JSON line per request, written by the writer thread to a file) and
+  `--trace-sample 1` (W3C trace context parsed or started, and a traceparent written upstream, on
+  every request; no OTLP export).'
+else
+  TITLE="Resilience hot-path cost"
+  CONFIGS='- **plain**: Gateway, one Backend -> upstream, one HTTPRoute `/` -> that Backend.
+- **full**: the same listener on another port plus every resilience feature, none triggering:
+  BackendPolicy on two Backends (same upstream address) with circuitBreaker (all four limits
+  100000), outlierDetection (consecutive5xx 5, consecutiveGatewayErrors 5, successRate threshold
+  80), TCP healthCheck every 1s, panicThreshold 50, retryBudget; the rule has
+  `timeouts: {request: 10s, backendRequest: 5s}`, `retry: {codes: [503], attempts: 2,
+  backoff: 10ms}` and a 90/10 split of the two Backends; a TrafficPolicy on the route with
+  rateLimit (10,000,000 per 1s by client IP), fault delay and abort at 0.0001%, retry on
+  connect-failure/reset/retriable-status-codes with perTryTimeout 2s, cohort (pin header
+  `x-canary`, sticky hashOn header `x-user-id`) and downstreamIdle 60s.'
+fi
 mkdir -p "$(dirname "$RESULTS_MD")"
 python3 - "$RES" "$RESULTS_MD" "$TMP" <<EOF
 import csv, statistics, sys, datetime
@@ -472,13 +524,16 @@ summary = [
     "| median gateway CPU us/req | %.1f | %.1f |" % (medf("gw_us_per_req", "plain"), medf("gw_us_per_req", "full")),
     "| RSS after the load, MiB | $RSS_PLAIN | $RSS_FULL |",
     "",
-    "**Median full / plain ratio: %.3f** (per round: %s; min %.3f, max %.3f). Target >= 0.9: **%s**." % (
-        mr, ", ".join("%.3f" % x for x in ratios), min(ratios or [0]), max(ratios or [0]), "met" if mr >= 0.9 else "missed"),
+    "**Median full / plain ratio: %.3f** (per round: %s; min %.3f, max %.3f). Target >= $TARGET: **%s**." % (
+        mr, ", ".join("%.3f" % x for x in ratios), min(ratios or [0]), max(ratios or [0]), "met" if mr >= $TARGET else "missed"),
 ]
 freqs = sum(int(r["reqs"]) for r in rows if r["target"] == "full")
 ferrs = sum(int(r["errors"]) for r in rows if r["target"] == "full")
 summary.append("")
-summary.append("The full config's fault delay (1 s) and abort (HTTP 418) fire at 0.0001%% (the smallest non-zero "
+if "$SUITE" == "observability":
+    summary.append("Full gateway: %d measured requests, %d non-2xx or errors; access log lines written: $ACCESS_LINES." % (freqs, ferrs))
+else:
+  summary.append("The full config's fault delay (1 s) and abort (HTTP 418) fire at 0.0001%% (the smallest non-zero "
                "percentage): about %.1f of each over its %d measured requests; its non-2xx count was %d." % (freqs / 1e6, freqs, ferrs))
 bgmax = max([float(r["bg_cores"]) for r in rows] or [0])
 if bgmax > 0.1:
@@ -488,10 +543,10 @@ table = "\n".join(lines + summary)
 print(); print(table); print()
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 checks_md = "\n".join("- " + c for c in open(tmp + "/checks.txt").read().strip().splitlines())
-doc = f"""# Resilience hot-path cost ({now}, commit $VERSION, $(nproc) cores)
+doc = f"""# $TITLE ({now}, commit $VERSION, $(nproc) cores)
 
-Command: \`MODE=$MODE ORDER=$ORDER RESTART=$RESTART ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP AA=$AA bash benches/peers/resilience.sh\`
-(binary \`target/release/switchyard\` built $BUILT). Two gateways run side by side with
+Command: \`SUITE=$SUITE MODE=$MODE ORDER=$ORDER RESTART=$RESTART ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP AA=$AA bash benches/peers/resilience.sh\`
+(binary \`target/release/switchyard\` built $BUILT; SUITE=$SUITE). Two gateways run side by side with
 \`--threads 1\`, both pinned to CPU $PROXY_CPU; the upstream (peers.sh's bench-upstream, 13-byte
 200) and \`wrk -t1 -c$CONNS\` (closed loop, keep-alive) share CPU $LOAD_CPU; nice $NICE.
 $( if [[ $MODE == concurrent ]]; then
@@ -504,16 +559,7 @@ fi )
 $( [[ $RESTART == 1 ]] && echo "RESTART=1: both gateways are started afresh before every round." )
 A ${WARMUP}s warm-up precedes each ${DURATION}s run. Busy before the start: $BG_START. Load phase: ${ELAPSED}s.$( [[ $AA == 1 ]] && printf '\n\n%s' '**AA=1 calibration run: the "full" gateway below ran the plain config.**' )
 
-- **plain**: Gateway, one Backend -> upstream, one HTTPRoute \`/\` -> that Backend.
-- **full**: the same listener on another port plus every resilience feature, none triggering:
-  BackendPolicy on two Backends (same upstream address) with circuitBreaker (all four limits
-  100000), outlierDetection (consecutive5xx 5, consecutiveGatewayErrors 5, successRate threshold
-  80), TCP healthCheck every 1s, panicThreshold 50, retryBudget; the rule has
-  \`timeouts: {{request: 10s, backendRequest: 5s}}\`, \`retry: {{codes: [503], attempts: 2,
-  backoff: 10ms}}\` and a 90/10 split of the two Backends; a TrafficPolicy on the route with
-  rateLimit (10,000,000 per 1s by client IP), fault delay and abort at 0.0001%, retry on
-  connect-failure/reset/retriable-status-codes with perTryTimeout 2s, cohort (pin header
-  \`x-canary\`, sticky hashOn header \`x-user-id\`) and downstreamIdle 60s.
+$(printf '%s' "$CONFIGS" | sed 's/{/{{/g; s/}/}}/g')
 
 Checks before the load (the probe gateway runs the full config with the fault abort at 100%,
 to prove the TrafficPolicy attaches to the route; it is stopped before the load):
@@ -528,8 +574,8 @@ CPU used by other long-lived processes during the run (> 0.1 = contaminated); st
 the hypervisor gave to other guests (all CPUs), invisible to bg cores.
 """
 if "$RESULTS_APPEND" == "1":
-    open(md, "a").write("\n---\n\n" + doc.replace("# Resilience hot-path cost (",
-        "## Resilience hot-path cost, MODE=$MODE ORDER=$ORDER ROUNDS=$ROUNDS%s (" % (" AA=1 (calibration)" if "$AA" == "1" else ""), 1))
+    open(md, "a").write("\n---\n\n" + doc.replace("# $TITLE (",
+        "## $TITLE, MODE=$MODE ORDER=$ORDER ROUNDS=$ROUNDS%s (" % (" AA=1 (calibration)" if "$AA" == "1" else ""), 1))
 else:
     open(md, "w").write(doc)
 EOF

@@ -202,7 +202,8 @@ fn path_id(backend: &ObjRef, zone: &str) -> ObjRef {
 /// and this request has not already failed on as many local endpoints as are in rotation
 /// (so a retry moves on to another zone once local endpoints that are dead but not yet
 /// detected have been tried), else the first remote zone in order whose path is up and did
-/// not already fail this request, else the local zone in panic mode.
+/// not already fail this request, else the local zone in panic mode (or, for a backend with
+/// no local endpoint, the first remote path not yet failed, ejected or not).
 /// `previous` is the last attempt's target, avoided when another exists.
 pub fn choose(
     backend: &BackendRuntime,
@@ -241,6 +242,17 @@ pub fn choose(
         }
     }
     if local.is_empty() {
+        // Nothing in rotation anywhere and nothing local: like panic mode for endpoints, try
+        // the first remote path this request has not seen fail, ejected or not, rather than
+        // answering 503 for the whole ejection time.
+        for (t, zone) in backend.remote.iter().enumerate() {
+            if t < 64 && failed.remote & (1 << t) != 0 {
+                continue;
+            }
+            if let Some(i) = zone.balancer.pick(None, None) {
+                return Ok((Tier::Remote(t), i));
+            }
+        }
         return Err(NoPick::NoneHealthy);
     }
     local
@@ -523,5 +535,33 @@ mod tests {
         assert_eq!(choose(&b, None, None, failed).unwrap().0, Tier::Remote(0));
         failed.record(Tier::Remote(0));
         assert_eq!(choose(&b, None, None, failed).unwrap().0, Tier::Remote(1));
+    }
+
+    #[test]
+    fn without_local_endpoints_an_ejected_remote_path_is_still_tried() {
+        let registry = StateRegistry::default();
+        let mut b = backend(Locality::default());
+        b.endpoints.retain(|e| e.zone.as_deref() == Some("zone-b"));
+        let b = runtime(b, &registry);
+        assert!(b.balancer.is_empty());
+        let zone_b = &b.remote[0].balancer;
+        let peers = Peers {
+            backend: &zone_b.state().outlier,
+            endpoints: &zone_b.endpoints,
+        };
+        let now = crate::resilience::clock::now_ms();
+        for _ in 0..3 {
+            outlier::record(remote_outlier(), &peers, 0, Outcome::GatewayError, now);
+        }
+        assert!(zone_b.endpoints[0].state.outlier.is_ejected());
+        // The only path is ejected: it is tried anyway (panic), unless it already failed.
+        assert_eq!(
+            choose(&b, None, None, Failed::default()).unwrap(),
+            (Tier::Remote(0), 0)
+        );
+        assert_eq!(
+            choose(&b, None, None, remote(0b1)),
+            Err(NoPick::NoneHealthy)
+        );
     }
 }

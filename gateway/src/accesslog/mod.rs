@@ -19,7 +19,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 /// Lines waiting for the writer; more are dropped.
-const QUEUE: usize = 8192;
+const QUEUE: usize = 32 * 1024;
 
 /// `--access-log`: where lines go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
