@@ -1,15 +1,15 @@
 //! The access log: one JSON line per request, formatted in the request's `logging` hook and
-//! handed to a writer thread ([`sink`]) through a bounded queue. A full queue drops the line
+//! copied into a bounded byte queue a writer thread ([`sink`]) drains. A full queue drops the line
 //! and counts it (`switchyard_access_log_dropped_total`); the request never waits. Sampling
 //! keeps a fraction of successful requests and every error (status 0 or >= 500, or any
 //! reason flag).
 
 pub mod sink;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +17,6 @@ use prometheus::IntCounter;
 use serde::Serialize;
 use thiserror::Error;
 use time::OffsetDateTime;
-
-/// Lines waiting for the writer; more are dropped.
-const QUEUE: usize = 32 * 1024;
 
 /// `--access-log`: where lines go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,7 +63,7 @@ pub enum AccessLogError {
 /// The request path's handle on the access log.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: SyncSender<Vec<u8>>,
+    queue: Arc<sink::LineQueue>,
     sample: f64,
     dropped: IntCounter,
 }
@@ -97,13 +94,14 @@ impl AccessLog {
                 sink::Output::File(file)
             }
         };
-        let (tx, rx) = sync_channel(QUEUE);
+        let queue = Arc::new(sink::LineQueue::default());
+        let writer = queue.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || sink::run(output, rx, reopen))
+            .spawn(move || sink::run(output, writer, reopen))
             .map_err(AccessLogError::Thread)?;
         Ok(Some(AccessLog {
-            tx,
+            queue,
             sample,
             dropped,
         }))
@@ -114,17 +112,29 @@ impl AccessLog {
         error || self.sample >= 1.0 || (self.sample > 0.0 && fastrand::f64() < self.sample)
     }
 
-    /// Formats `record` as one line and queues it (or counts it dropped).
+    /// Formats `record` as one line (into a buffer reused by this thread) and queues it, or
+    /// counts it dropped when the queue is full.
     pub fn send(&self, record: &Record<'_>) {
-        let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, record).is_err() {
-            return;
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
         }
-        line.push(b'\n');
-        match self.tx.try_send(line) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => self.dropped.inc(),
-        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            if serde_json::to_writer(&mut *line, record).is_err() {
+                return;
+            }
+            line.push(b'\n');
+            if !self.queue.push(&line) {
+                self.dropped.inc();
+            }
+        });
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
@@ -201,9 +211,8 @@ mod tests {
 
     #[test]
     fn sampling_keeps_errors() {
-        let (tx, _rx) = sync_channel(1);
         let log = AccessLog {
-            tx,
+            queue: Arc::new(sink::LineQueue::default()),
             sample: 0.0,
             dropped: IntCounter::new("d", "d").unwrap(),
         };
@@ -213,10 +222,10 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts() {
-        let (tx, _rx) = sync_channel(1);
         let dropped = IntCounter::new("d", "d").unwrap();
+        // Room for one line (about 400 bytes), not two.
         let log = AccessLog {
-            tx,
+            queue: Arc::new(sink::LineQueue::new(600)),
             sample: 1.0,
             dropped: dropped.clone(),
         };
