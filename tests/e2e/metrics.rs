@@ -197,7 +197,30 @@ async fn a_scrape_after_known_traffic_has_exact_counts_and_labels() {
     }
     assert!(overflowed, "the hanging request never reached the backend");
 
-    let scrape = h.gw.admin_get("/metrics").await.expect("GET /metrics");
+    // A request is recorded in the `logging` hook, just after its response went out: wait
+    // (bounded) until the overflowed request is in the scrape before reading the counts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let scrape = loop {
+        let scrape = h.gw.admin_get("/metrics").await.expect("GET /metrics");
+        let samples = parse_exposition(&scrape.text());
+        let recorded = matching(
+            &samples,
+            "switchyard_requests_total",
+            &[("reason", "upstream_overflow")],
+        )
+        .iter()
+        .any(|(_, v)| *v >= 1.0);
+        if recorded || std::time::Instant::now() > deadline {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The same hook then records the histogram and byte counters: give it a moment to finish.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let scrape = match h.gw.admin_get("/metrics").await {
+        Ok(again) if again.status == 200 => again,
+        _ => scrape,
+    };
     assert_eq!(scrape.status, 200);
     assert!(scrape
         .header("content-type")
