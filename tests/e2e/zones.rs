@@ -406,6 +406,7 @@ async fn east_west_requests_are_served_locally_and_never_loop() {
         "--out-key",
         &key.display().to_string(),
     ]);
+    mesh.wait_local_down("zone-b").await;
     let c_before = mesh.zone("zone-c").endpoints[0].traffic_requests();
     let resp = east_west_get(
         mesh.zone("zone-b").east_west,
