@@ -106,11 +106,16 @@ pub fn is_internal_header(name: &str) -> bool {
         "x-client-cert-chain",
         "client-cert",
     ];
-    let lower = name.to_ascii_lowercase();
-    lower.starts_with(INTERNAL_PREFIX)
-        || lower.starts_with("x-ssl-client-")
-        || lower.starts_with("x-client-verify")
-        || CERT_HEADERS.contains(&lower.as_str())
+    // Called for every header of every request: compare case-insensitively without
+    // allocating (names from `http::HeaderName` are already lowercase).
+    let has_prefix = |prefix: &str| {
+        name.len() >= prefix.len()
+            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    };
+    has_prefix(INTERNAL_PREFIX)
+        || has_prefix("x-ssl-client-")
+        || has_prefix("x-client-verify")
+        || CERT_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
